@@ -1,0 +1,22 @@
+# The two commands of the README:
+#   make demo   sets everything up and runs the main job on a local Ray
+#   make test   sets everything up and runs the tests
+VENV ?= .venv
+PY := $(VENV)/bin/python
+OUT ?= outputs/demo
+
+.PHONY: setup demo test bench lint
+setup:
+	bash scripts/setup.sh
+
+demo: setup
+	$(PY) -m ocr.demo --out $(OUT)
+
+test: setup
+	$(PY) -m pytest -q tests
+
+bench: setup
+	$(PY) benchmarks/run_all.py
+
+lint:
+	$(VENV)/bin/ruff check ocr jobs tests benchmarks

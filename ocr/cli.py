@@ -1,0 +1,153 @@
+"""The ``ocr`` command. Flags are generated from the typed configs, so every command and
+``jobs/*.py`` accept the same options: ``--config FILE`` (YAML), then ``--some-field VALUE``."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import typing
+
+from ocr import config as C
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def add_config_args(parser: argparse.ArgumentParser, cls, positional: tuple[str, ...] = ()) -> None:
+    """One flag per dataclass field (defaults stay in the dataclass: flags default to None)."""
+    parser.add_argument("--config", help="YAML file or preset name with defaults for this command")
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        hint = hints[f.name]
+        is_list = typing.get_origin(hint) in (list, tuple)
+        is_bool = hint is bool
+        help_text = f"(default: {_default(f)})"
+        if f.name in positional:
+            parser.add_argument(f.name, nargs="*" if is_list else "?", default=None, help=help_text)
+            parser.add_argument(_flag(f.name), dest=f"{f.name}_flag", nargs="+" if is_list else None,
+                                default=None, help=argparse.SUPPRESS)
+        elif is_bool:
+            parser.add_argument(_flag(f.name), dest=f.name, action=argparse.BooleanOptionalAction,
+                                default=None, help=help_text)
+        else:
+            parser.add_argument(_flag(f.name), dest=f.name, nargs="+" if is_list else None,
+                                default=None, help=help_text)
+
+
+def _default(f) -> str:
+    if f.default is not dataclasses.MISSING:
+        return repr(f.default)
+    if f.default_factory is not dataclasses.MISSING:
+        return repr(f.default_factory())
+    return "required"
+
+
+def config_from_args(cls, args: argparse.Namespace):
+    overrides = {}
+    for f in dataclasses.fields(cls):
+        value = getattr(args, f.name, None)
+        flag_value = getattr(args, f"{f.name}_flag", None)
+        if value in (None, []) and flag_value is not None:
+            value = flag_value
+        if value not in (None, []):
+            overrides[f.name] = value
+    return C.load(cls, args.config, overrides)
+
+
+# --- commands ----------------------------------------------------------------------------
+def cmd_ingest(args) -> int:
+    from ocr.data.ingest import ingest, summary_table
+
+    cfg = config_from_args(C.IngestConfig, args)
+    manifest = ingest(cfg)
+    print(summary_table(manifest))
+    print(f"wrote {manifest['counts']['written']} samples to {cfg.output} "
+          f"in {manifest['_seconds']:.1f}s (manifest.json, rejects.jsonl)")
+    return 0 if manifest["counts"]["written"] > 0 else 1
+
+
+def cmd_synth(args) -> int:
+    from ocr.data.ingest import summary_table
+    from ocr.data.synth.job import SynthConfig, synth
+
+    cfg = config_from_args(SynthConfig, args)
+    manifest = synth(cfg)
+    print(summary_table(manifest))
+    print(f"rendered {manifest['counts']['written']} samples to {cfg.output} "
+          f"in {manifest['_seconds']:.1f}s")
+    return 0 if manifest["counts"]["written"] > 0 else 1
+
+
+def cmd_export_lmdb(args) -> int:
+    from ocr.data.lmdb_export import export_lmdb
+
+    n = export_lmdb(args.shards, args.output, split=args.split)
+    print(f"wrote {n} samples to {args.output} (deep-text-recognition-benchmark LMDB)")
+    return 0 if n else 1
+
+
+def cmd_charset(args) -> int:
+    from ocr.charset import load_charset
+
+    cs = load_charset(args.spec)
+    out = cs.to_json()
+    if not args.symbols:
+        out.pop("symbols")
+        out["size"] = len(cs)
+    print(json.dumps(out, ensure_ascii=False, indent=1))
+    return 0
+
+
+def cmd_manifest(args) -> int:
+    from ocr.data.ingest import summary_table
+    from ocr.data.shards import read_manifest
+
+    print(summary_table(read_manifest(args.shards)))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from ocr.data.synth.job import SynthConfig
+
+    parser = argparse.ArgumentParser(prog="ocr", description="OCR training and serving on Ray")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("ingest", help="raw image/label sets to Parquet shards")
+    add_config_args(p, C.IngestConfig, positional=("inputs",))
+    p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser("synth", help="render synthetic lines or pages into shards")
+    add_config_args(p, SynthConfig)
+    p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("export-lmdb", help="shards back to a deep-text-recognition-benchmark LMDB")
+    p.add_argument("shards")
+    p.add_argument("output")
+    p.add_argument("--split", default=None, help="one split only (default: all, in input order)")
+    p.set_defaults(func=cmd_export_lmdb)
+
+    p = sub.add_parser("charset", help="show a charset: size, hash, num_classes")
+    p.add_argument("spec")
+    p.add_argument("--symbols", action="store_true", help="list the symbols too")
+    p.set_defaults(func=cmd_charset)
+
+    p = sub.add_parser("manifest", help="print the summary of a shard folder")
+    p.add_argument("shards")
+    p.set_defaults(func=cmd_manifest)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (C.ConfigError, FileNotFoundError, ValueError) as e:
+        print(f"ocr {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

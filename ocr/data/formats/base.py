@@ -1,0 +1,92 @@
+"""The record every input layout is read into, and the reader interface.
+
+A reader indexes a data set on the driver (:meth:`Reader.entries`: cheap, no image
+decoding) and loads one entry's encoded image bytes inside a Ray task
+(:meth:`Reader.load`). Everything after that (decode, validation, ids, splits,
+shards) is shared by all layouts in :mod:`ocr.data.ingest`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from ocr.storage import S3Settings
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+
+@dataclass(frozen=True)
+class Box:
+    """An axis-aligned box in pixels of the original image, with its class and text."""
+
+    x0: float
+    y0: float
+    x1: float
+    y1: float
+    label: str = "text"
+    text: str = ""
+
+    def to_dict(self) -> dict:
+        return {"x0": float(self.x0), "y0": float(self.y0), "x1": float(self.x1),
+                "y1": float(self.y1), "label": self.label, "text": self.text}
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One sample as indexed by a reader.
+
+    key:   unique within its source (relative path, LMDB index, image id): the id derives from it.
+    path:  the image's location for :meth:`Reader.load` (absolute path or URI), or None when
+           the reader finds the bytes itself (LMDB).
+    label: recognition text as found (normalised to NFC later).
+    boxes: detection boxes.
+    angle: orientation / skew angle in degrees.
+    error: a problem found while indexing; the entry is rejected with this reason.
+    """
+
+    key: str
+    path: str | None = None
+    label: str | None = None
+    boxes: tuple[Box, ...] | None = None
+    angle: float | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class ReaderOptions:
+    separator: str | None = None      # gt / labels files: None means the layout's default
+    filename_style: str = "prefix"    # filename layout: "prefix" (LABEL_x.ext) or "stem" (LABEL.ext)
+    image_root: str | None = None     # where images live, when not the layout's default place
+    extensions: tuple[str, ...] = IMAGE_EXTENSIONS
+
+
+@dataclass
+class Reader(ABC):
+    """Base of all layout readers. Subclasses set ``layout`` and ``task``."""
+
+    uri: str
+    options: ReaderOptions = field(default_factory=ReaderOptions)
+    s3: S3Settings = field(default_factory=S3Settings)
+    name: str | None = None  # the source name; default: the input's base name
+
+    layout: ClassVar[str] = ""
+    task: ClassVar[str] = "recognition"
+
+    @abstractmethod
+    def entries(self) -> list[Entry]:
+        """Index the set (driver side). Bad index lines become entries with ``error`` set."""
+
+    def load(self, entry: Entry) -> bytes:
+        """The encoded image bytes of ``entry`` (task side). Raises OSError when missing."""
+        from ocr import storage
+
+        return storage.read_bytes(entry.path, self.s3)
+
+    @property
+    def source(self) -> str:
+        """The name recorded in the ``source`` column and in rejects."""
+        from ocr import storage
+
+        return self.name or storage.basename(self.uri)

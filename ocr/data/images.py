@@ -1,0 +1,175 @@
+"""Safe image decoding and the ONE preprocessing used by training and serving.
+
+``decode`` checks magic bytes and the pixel count from the header before any pixel is
+decoded (decompression bombs), then decodes fully, which is what catches truncated files.
+``Preprocess`` (stored in every checkpoint's ``model.json``) turns decoded images into the
+float arrays a model sees.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from PIL import Image
+
+DEFAULT_MAX_PIXELS = 50_000_000
+
+# Magic bytes of the formats we accept, checked before PIL sees the data.
+_MAGIC = (
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+    (b"BM", "BMP"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+)
+ALLOWED_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP")
+
+
+class ImageError(ValueError):
+    """An image that cannot be used. ``reason`` is a short stable code, the message a sentence."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+def sniff_format(data: bytes) -> str | None:
+    """The format named by the leading magic bytes, or None."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WEBP"
+    for magic, fmt in _MAGIC:
+        if data.startswith(magic):
+            return fmt
+    return None
+
+
+def open_checked(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Open ``data`` lazily after the magic-byte and pixel-cap checks (no pixel decoded yet)."""
+    if not data:
+        raise ImageError("zero_byte", "zero-byte file: expected an encoded image")
+    fmt = sniff_format(data)
+    if fmt is None:
+        raise ImageError("not_an_image", f"not an image: expected one of {', '.join(ALLOWED_FORMATS)} "
+                         f"by magic bytes, found {data[:8]!r}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ImageError("too_many_pixels", f"image over the pixel cap: {e}") from None
+    except Exception as e:  # PIL raises many types for broken headers
+        why = "cannot parse it" if "cannot identify" in str(e) else str(e)
+        raise ImageError("corrupt_image", f"unreadable {fmt} header: {why}") from None
+    w, h = img.size
+    if w <= 0 or h <= 0:
+        raise ImageError("corrupt_image", f"image has an empty size {w}x{h}")
+    if w * h > max_pixels:
+        raise ImageError("too_many_pixels",
+                         f"image is {w}x{h} = {w * h:,} pixels, over the cap of {max_pixels:,}")
+    return img
+
+
+def decode(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Fully decoded image; raises :class:`ImageError` for anything unusable."""
+    img = open_checked(data, max_pixels)
+    try:
+        img.load()
+    except Exception as e:
+        raise ImageError("corrupt_image", f"truncated or corrupt {img.format}: {e}") from None
+    return img
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """How an image becomes a model input (C, H, W) float32. Saved in ``model.json``.
+
+    height:      every input is resized to this height.
+    width:       the padded width (and the maximum width when ``keep_ratio``).
+    keep_ratio:  resize keeping the aspect ratio, then pad on the right to ``width``;
+                 otherwise stretch to ``width``.
+    pad:         "replicate" (the last column, as deep-text-recognition-benchmark) or "zero".
+    channels:    1 (grayscale) or 3 (RGB).
+    mean, std:   normalisation after scaling pixels to [0, 1].
+    """
+
+    height: int = 32
+    width: int = 100
+    keep_ratio: bool = True
+    pad: str = "replicate"
+    channels: int = 1
+    mean: float = 0.5
+    std: float = 0.5
+
+    def __post_init__(self):
+        if self.channels not in (1, 3):
+            raise ValueError(f"channels must be 1 or 3, found {self.channels}")
+        if self.pad not in ("replicate", "zero"):
+            raise ValueError(f"pad must be 'replicate' or 'zero', found {self.pad!r}")
+        if self.height < 1 or self.width < 1:
+            raise ValueError(f"height and width must be positive, found {self.height}x{self.width}")
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Preprocess":
+        return cls(**data)
+
+    def resized_width(self, width: int, height: int) -> int:
+        """Width of an image of ``width`` x ``height`` after resizing (before padding)."""
+        if not self.keep_ratio:
+            return self.width
+        return max(1, min(self.width, round(width * self.height / max(1, height))))
+
+    def resize(self, img: Image.Image) -> np.ndarray:
+        """Decoded image to uint8 (H, w, C), with w = :meth:`resized_width`."""
+        img = img.convert("L" if self.channels == 1 else "RGB")
+        w = self.resized_width(*img.size)
+        if img.size != (w, self.height):
+            img = img.resize((w, self.height), Image.BICUBIC, reducing_gap=3.0)
+        arr = np.asarray(img, dtype=np.uint8)
+        return arr[:, :, None] if arr.ndim == 2 else arr
+
+    def pad_to(self, arr: np.ndarray, width: int) -> np.ndarray:
+        """uint8 (H, w, C) padded (or cut) on the right to ``width``."""
+        w = arr.shape[1]
+        if w >= width:
+            return arr[:, :width]
+        mode = "edge" if self.pad == "replicate" else "constant"
+        return np.pad(arr, ((0, 0), (0, width - w), (0, 0)), mode=mode)
+
+    def normalise(self, batch: np.ndarray) -> np.ndarray:
+        """uint8 (B, H, W, C) to float32 (B, C, H, W)."""
+        x = batch.astype(np.float32).transpose(0, 3, 1, 2)
+        scale = 1.0 / (255.0 * self.std)
+        return x * scale - (self.mean / self.std)
+
+    def __call__(self, images: list[Image.Image], width: int | None = None) -> np.ndarray:
+        """Decoded images to a float32 batch (B, C, H, W).
+
+        ``width`` pads to another width than ``self.width`` (bucketing by width);
+        ``None`` pads to ``self.width``.
+        """
+        resized = [self.resize(im) for im in images]
+        target = width or self.width
+        return self.normalise(np.stack([self.pad_to(a, target) for a in resized]))
+
+    def bucket_width(self, widths: list[int], multiple: int = 16) -> int:
+        """Smallest width that holds the widest resized image, rounded up to ``multiple``."""
+        widest = max(widths) if widths else self.width
+        return min(self.width, -(-widest // multiple) * multiple)
+
+
+def preprocess_bytes(blobs: list[bytes], spec: Preprocess, bucket: bool = False,
+                     max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Encoded images to a model batch: decode, resize, pad, normalise."""
+    images = [decode(b, max_pixels) for b in blobs]
+    width = None
+    if bucket:
+        width = spec.bucket_width([spec.resized_width(*im.size) for im in images])
+    return spec(images, width)

@@ -1,0 +1,303 @@
+"""``ocr ingest``: any input layout to Parquet shards, a manifest and a rejects file.
+
+The driver indexes every input (cheap: no image is opened), derives or loads the
+charset, marks duplicate ids, and cuts the index into fixed chunks. A Ray Data
+datasource reads one chunk per task (for LMDB, a key range) and validates each sample; a
+fused ``map_batches`` step writes the chunk's rows, split by split, as Parquet and returns
+only small statistics, which the driver merges into ``manifest.json`` and
+``rejects.jsonl``. Chunks and parts are fixed by the input, so reruns write identical
+shards, and memory stays flat whatever the number of images.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from dataclasses import dataclass
+from functools import partial
+
+import pyarrow as pa
+
+from ocr import storage
+from ocr.charset import Charset, load_charset, nfc
+from ocr.config import ConfigError, IngestConfig, parse_split_ratios
+from ocr.data import shards
+from ocr.data.formats import detect_layout, get_reader
+from ocr.data.formats.base import Entry, Reader, ReaderOptions
+from ocr.data.stats import BlockStats, merge_stats
+from ocr.data.validate import Reject, Validator, index_reason, sample_id, split_of
+
+PART_BYTES = 64 << 20  # one Parquet part holds at most this much image data
+
+
+@dataclass(frozen=True)
+class Chunk:
+    index: int
+    reader: Reader
+    entries: tuple[Entry, ...]
+    ids: tuple[str, ...]
+    splits: tuple[str, ...]
+    duplicates: tuple[str | None, ...]  # "first seen" detail for a duplicate id, else None
+
+
+def parse_input(spec: str) -> tuple[str | None, str]:
+    """``train=PATH`` gives the split; a plain ``PATH`` leaves it to the ratios."""
+    head, sep, tail = spec.partition("=")
+    if sep and head in shards.SPLITS:
+        return head, tail
+    return None, spec
+
+
+def make_reader(uri: str, cfg: IngestConfig, s3: storage.S3Settings) -> Reader:
+    layout = detect_layout(uri) if cfg.layout == "auto" else cfg.layout
+    options = ReaderOptions(separator=cfg.separator, filename_style=cfg.filename_style,
+                            image_root=cfg.image_root)
+    return get_reader(layout)(uri, options=options, s3=s3, name=cfg.source)
+
+
+def _texts(entries: list[Entry]):
+    for e in entries:
+        if e.label:
+            yield e.label
+        for b in e.boxes or ():
+            if b.text:
+                yield b.text
+
+
+def resolve_charset(spec: str, entries: list[Entry]) -> Charset:
+    if spec == "derive":
+        texts = list(_texts(entries))
+        if not texts:
+            raise ConfigError("charset 'derive' found no labels to derive it from: give --charset")
+        return Charset.from_labels(texts)
+    return load_charset(spec)
+
+
+def plan_chunks(readers, given, ratios, size) -> list[Chunk]:
+    """Cut every reader's index into chunks of ``size`` entries, with ids and splits fixed."""
+    chunks: list[Chunk] = []
+    for reader, (split, entries) in zip(readers, given):
+        source = reader.source
+        first: dict[str, int] = {}
+        ids, splits, dups = [], [], []
+        for i, e in enumerate(entries):
+            sid = sample_id(source, e.key)
+            ids.append(sid)
+            splits.append(split or split_of(sid, ratios))
+            if sid in first:
+                dups.append(f"id {sid} of key {e.key!r} is already taken by entry "
+                            f"#{first[sid] + 1} of {source}")
+            else:
+                first[sid] = i
+                dups.append(None)
+        for start in range(0, len(entries), size):
+            stop = start + size
+            chunks.append(Chunk(len(chunks), reader, tuple(entries[start:stop]),
+                                tuple(ids[start:stop]), tuple(splits[start:stop]),
+                                tuple(dups[start:stop])))
+    return chunks
+
+
+def _validated_rows(chunk: Chunk, validator: Validator):
+    """Yield (row, nbytes) for every entry of the chunk: a shard row or a reject row."""
+    source = chunk.reader.source
+    for entry, sid, split, dup in zip(chunk.entries, chunk.ids, chunk.splits, chunk.duplicates):
+        row = {"id": sid, "key": entry.key, "source": source, "split": split,
+               "image": None, "reject": None, "detail": None, "dropped": []}
+        try:
+            if entry.error:
+                raise Reject(index_reason(entry.error), entry.error)
+            if dup:
+                raise Reject("duplicate_id", dup)
+            try:
+                data = chunk.reader.load(entry)
+            except FileNotFoundError as e:
+                raise Reject("missing_file", f"missing file: {e}") from None
+            except OSError as e:
+                raise Reject("unreadable_file", f"unreadable file: {e}") from None
+            cols, dropped = validator.row(entry, data)
+            row.update(cols, image=data, dropped=dropped)
+        except Reject as r:
+            row.update(reject=r.reason, detail=r.detail)
+        yield row, len(row["image"] or b"")
+
+
+def read_chunk(chunk: Chunk, validator: Validator):
+    """A Ray Data read task: one chunk's rows, cut into parts of at most PART_BYTES."""
+    rows, nbytes, part = [], 0, 0
+    for row, size in _validated_rows(chunk, validator):
+        if rows and nbytes + size > PART_BYTES:
+            yield _block(rows, chunk.index, part, validator.task)
+            rows, nbytes, part = [], 0, part + 1
+        rows.append(row)
+        nbytes += size
+    if rows:
+        yield _block(rows, chunk.index, part, validator.task)
+
+
+def _block(rows: list[dict], chunk: int, part: int, task: str) -> pa.Table:
+    schema = shards.schema(task)
+    extra = pa.schema([("reject", pa.string()), ("detail", pa.string()),
+                       ("dropped", pa.list_(pa.string())), ("chunk", pa.int32()),
+                       ("part", pa.int32())])
+    for r in rows:
+        r["chunk"], r["part"] = chunk, part
+        for name in schema.names:
+            r.setdefault(name, None)
+    return pa.Table.from_pylist(rows, schema=pa.unify_schemas([schema, extra]))
+
+
+def write_block(block: pa.Table, output: str, task: str, s3: storage.S3Settings) -> pa.Table:
+    """A fused map step: write a block's valid rows, split by split; return its statistics."""
+    chunk, part = block["chunk"][0].as_py(), block["part"][0].as_py()
+    stats = BlockStats.from_block(block, task)
+    valid = block.filter(pa.compute.is_null(block["reject"]))
+    for split in sorted(set(valid["split"].to_pylist())):
+        rows = valid.filter(pa.compute.equal(valid["split"], split)).select(shards.schema(task).names)
+        path = shards.shard_name(split, chunk, part)
+        nbytes = shards.write_table(rows.cast(shards.schema(task)), storage.join(output, path), s3)
+        stats.shards.append({"path": path, "split": split, "rows": rows.num_rows, "bytes": nbytes})
+    return pa.table({"chunk": [chunk], "part": [part], "stats": [json.dumps(stats.to_json())]})
+
+
+def shard_datasource(read_fns: list, name: str):
+    """A Ray Data datasource with one read task per zero-argument function yielding blocks."""
+    from ray.data.block import BlockMetadata
+    from ray.data.datasource import Datasource, ReadTask
+
+    class _Shards(Datasource):
+        def get_name(self) -> str:
+            return name
+
+        def estimate_inmemory_data_size(self):
+            return None
+
+        def get_read_tasks(self, parallelism, per_task_row_limit=None, data_context=None):
+            meta = BlockMetadata(num_rows=None, size_bytes=None, exec_stats=None, input_files=None)
+            return [ReadTask(fn, meta) for fn in read_fns]
+
+    return _Shards()
+
+
+def run_pipeline(read_fns: list, output: str, task: str, s3: storage.S3Settings,
+                 name: str = "Ingest", num_cpus: int | None = None,
+                 progress: bool | None = None) -> dict:
+    """Read tasks -> fused shard writer on Ray Data; returns the merged statistics."""
+    import ray.data
+
+    from ocr.runtime import configure_data, ensure_ray
+
+    stats = []
+    if read_fns:
+        ensure_ray(num_cpus)
+        configure_data(progress)
+        ds = ray.data.read_datasource(shard_datasource(read_fns, name),
+                                      override_num_blocks=len(read_fns))
+        ds = ds.map_batches(write_block, batch_size=None, batch_format="pyarrow",
+                            zero_copy_batch=True,
+                            fn_kwargs={"output": output, "task": task, "s3": s3})
+        stats = [json.loads(r["stats"]) for r in
+                 sorted(ds.take_all(), key=lambda r: (r["chunk"], r["part"]))]
+    return merge_stats(stats)
+
+
+def prepare(cfg: IngestConfig, s3: storage.S3Settings):
+    """Driver side: readers, index, charset, chunks. Raises ConfigError before any task."""
+    cfg.validate_paths()
+    ratios = parse_split_ratios(cfg.splits)
+    readers, given, tasks = [], [], set()
+    for spec in cfg.inputs:
+        split, uri = parse_input(spec)
+        reader = make_reader(uri, cfg, s3)
+        readers.append(reader)
+        given.append((split, reader.entries()))
+        tasks.add(reader.task)
+    if len(tasks) != 1:
+        raise ConfigError(f"inputs mix tasks {sorted(tasks)}: ingest one task per output")
+    task = tasks.pop()
+    charset = resolve_charset(cfg.charset, [e for _, es in given for e in es])
+    validator = Validator(task=task, charset=charset, out_of_charset=cfg.out_of_charset,
+                          max_label_length=cfg.max_label_length, height=cfg.height,
+                          ctc_width=cfg.ctc_width if task == "recognition" else 0,
+                          ctc_stride=cfg.ctc_stride, max_pixels=cfg.max_pixels)
+    chunks = plan_chunks(readers, given, ratios, cfg.shard_size)
+    return readers, chunks, validator
+
+
+def check_output(output: str, overwrite: bool, s3: storage.S3Settings) -> None:
+    if storage.list_files(output, s3):
+        if not overwrite:
+            raise ConfigError(f"output {output} is not empty: choose a new folder or pass --overwrite")
+        storage.delete_dir(output, s3)
+
+
+def ingest(cfg: IngestConfig, progress: bool | None = None) -> dict:
+    """Run the pipeline; returns the manifest (also written beside the shards)."""
+    s3 = storage.S3Settings.from_env()
+    readers, chunks, validator = prepare(cfg, s3)
+    check_output(cfg.output, cfg.overwrite, s3)
+    started = time.perf_counter()
+    read_fns = [partial(read_chunk, c, validator) for c in chunks]
+    merged = run_pipeline(read_fns, cfg.output, validator.task, s3, "Ingest", cfg.num_cpus,
+                          progress)
+    sources = [{"name": r.source, "uri": r.uri, "layout": r.layout} for r in readers]
+    manifest = build_manifest(validator, sources, merged, cfg)
+    finish(cfg.output, manifest, merged, s3)
+    manifest["_seconds"] = time.perf_counter() - started
+    return manifest
+
+
+def build_manifest(validator: Validator, sources: list[dict], merged: dict, cfg) -> dict:
+    """The manifest: deterministic (no timestamps), so reruns write identical files."""
+    from ocr.config import to_dict
+
+    options = to_dict(cfg)
+    return {
+        "schema_version": shards.SCHEMA_VERSION,
+        "task": validator.task,
+        "charset": validator.charset.to_json() if validator.charset else None,
+        "counts": merged["counts"],
+        "label_length": merged["label_length"],
+        "dropped_symbols": merged["dropped"],
+        "sources": [{**s, **merged["sources"].get(s["name"], {})} for s in sources],
+        "shards": merged["shards"],
+        "options": {k: v for k, v in options.items()
+                    if k not in ("overwrite", "num_cpus", "progress")},
+    }
+
+
+def finish(output: str, manifest: dict, merged: dict, s3: storage.S3Settings) -> None:
+    rejects = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in merged["rejects"])
+    storage.write_text(storage.join(output, "rejects.jsonl"), rejects, s3)
+    storage.write_text(shards.manifest_uri(output),
+                       json.dumps(manifest, ensure_ascii=False, indent=1) + "\n", s3)
+
+
+def summary_table(manifest: dict) -> str:
+    """The human summary printed by ``ocr ingest`` and ``ocr synth``."""
+    c = manifest["counts"]
+    lines = [f"task {manifest['task']}  charset "
+             f"{(manifest['charset'] or {}).get('spec') or '-'} "
+             f"({(manifest['charset'] or {}).get('hash', '-')}, "
+             f"{len((manifest['charset'] or {}).get('symbols', []))} symbols)",
+             f"{'split':<8}{'read':>10}{'written':>10}{'rejected':>10}"]
+    for split, row in sorted(c["per_split"].items()):
+        lines.append(f"{split:<8}{row['read']:>10}{row['written']:>10}{row['rejected']:>10}")
+    lines.append(f"{'total':<8}{c['read']:>10}{c['written']:>10}{c['rejected']:>10}")
+    if c["per_reason"]:
+        lines.append("rejected by reason:")
+        for reason, row in sorted(c["per_reason"].items(), key=lambda kv: -kv[1]["total"]):
+            lines.append(f"  {reason:<20}{row['total']:>8}")
+    if manifest.get("dropped_symbols"):
+        dropped = Counter(manifest["dropped_symbols"]).most_common(10)
+        lines.append("dropped out-of-charset symbols: " +
+                     ", ".join(f"{s!r}x{n}" for s, n in dropped))
+    ll = manifest.get("label_length") or {}
+    if ll.get("count"):
+        lines.append(f"label length: min {ll['min']}  mean {ll['mean']:.1f}  max {ll['max']}  "
+                     f"(max CTC steps {ll['max_ctc_steps']})")
+    return "\n".join(lines)
+
+
+__all__ = ["ingest", "prepare", "summary_table", "nfc"]

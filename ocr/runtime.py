@@ -1,0 +1,47 @@
+"""Connecting to Ray: an existing cluster when there is one, else a local Ray started for us."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+_QUIET_LOGGERS = ("ray", "ray.data", "ray.train", "ray.tune", "ray.serve")
+
+
+def ensure_ray(num_cpus: int | None = None, address: str | None = None, quiet: bool = True) -> None:
+    """Initialise Ray once per process.
+
+    Uses ``address`` or ``RAY_ADDRESS`` when set (a cluster, or ``ray start --head``);
+    otherwise starts a local Ray with ``num_cpus`` (default: all cores) and no dashboard,
+    which keeps start-up short on a laptop.
+    """
+    import ray
+
+    if ray.is_initialized():
+        return
+    if quiet:
+        for name in _QUIET_LOGGERS:
+            logging.getLogger(name).setLevel(logging.WARNING)
+    address = address or os.environ.get("RAY_ADDRESS")
+    kwargs = dict(logging_level=logging.WARNING if quiet else logging.INFO, log_to_driver=True)
+    if address:
+        ray.init(address=address, **kwargs)
+        return
+    ray.init(num_cpus=num_cpus, include_dashboard=False, **kwargs)
+
+
+def configure_data(progress: bool | None = None) -> None:
+    """Ray Data settings for our pipelines (called on the driver before a pipeline runs).
+
+    Operator resource reservation is off: our pipelines are one fused operator, and the
+    reservation would otherwise hold back half of a 2-CPU machine.
+    """
+    from ray.data import DataContext
+
+    ctx = DataContext.get_current()
+    ctx.op_resource_reservation_enabled = False
+    show = sys.stderr.isatty() if progress is None else progress
+    ctx.enable_progress_bars = show
+    ctx.print_on_execution_start = False
+    ctx.enable_auto_log_stats = False

@@ -1,0 +1,103 @@
+"""Shared fixtures: one local Ray per test session, a real S3 server on 127.0.0.1, tiny data."""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """A real local Ray with 2 CPUs, shared by the whole session."""
+    import ray
+
+    from ocr.runtime import ensure_ray
+
+    ensure_ray(num_cpus=2)
+    yield ray
+    ray.shutdown()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """moto's S3-compatible server in its own process on 127.0.0.1; sets the AWS env vars."""
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    endpoint = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                break
+        except OSError:
+            time.sleep(0.2)
+    else:
+        proc.kill()
+        raise RuntimeError("moto server did not start")
+    env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+           "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1",
+           "AWS_ENDPOINT_URL": endpoint}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    yield endpoint
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@pytest.fixture
+def s3_bucket(s3_server):
+    import boto3
+
+    name = f"test-{time.time_ns()}"
+    boto3.client("s3", endpoint_url=s3_server).create_bucket(Bucket=name)
+    return name
+
+
+def text_image(text: str, size=(100, 32), fmt="PNG") -> bytes:
+    """A small grey line image with ``text`` drawn in PIL's default font."""
+    img = Image.new("L", size, 255)
+    ImageDraw.Draw(img).text((4, 8), text, fill=0)
+    buf = io.BytesIO()
+    img.save(buf, fmt)
+    return buf.getvalue()
+
+
+def noise_png(w: int, h: int, seed: int = 0) -> bytes:
+    rng = np.random.default_rng(seed)
+    buf = io.BytesIO()
+    Image.fromarray(rng.integers(0, 255, (h, w), dtype=np.uint8)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def write_gt_set(root: Path, items: list[tuple[str, str]], gt_name="gt.txt") -> Path:
+    """Images under root/images and a gt file ``images/NAME<TAB>LABEL``."""
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    lines = []
+    for name, label in items:
+        (root / "images" / name).write_bytes(text_image(label))
+        lines.append(f"images/{name}\t{label}")
+    gt = root / gt_name
+    gt.write_text("\n".join(lines) + "\n", "utf-8")
+    return gt
