@@ -129,17 +129,30 @@ def delete_dir(uri: str, s3: S3Settings | None = None) -> None:
 
 
 def safe_join(root: str, relative: str) -> str | None:
-    """``root/relative`` if it stays inside ``root``, else None (absolute paths, ``..``, links)."""
+    """``root/relative`` if it stays inside ``root``, else None (absolute paths, ``..``, links).
+
+    Local paths are resolved through symbolic links: directories once each (cached), and
+    the file itself only when it is a link, so indexing a large set stays cheap.
+    """
     rel = relative.replace("\\", "/")
     if rel.startswith("/") or (len(rel) > 1 and rel[1] == ":"):
         return None
-    if is_s3(root):
-        norm = posixpath.normpath(rel)
-        if norm == ".." or norm.startswith("../"):
-            return None
-        return join(root, norm)
-    base = os.path.realpath(root)
-    full = os.path.realpath(os.path.join(base, rel))
-    if full != base and not full.startswith(base + os.sep):
+    norm = posixpath.normpath(rel)
+    if norm == ".." or norm.startswith("../"):
         return None
-    return full
+    if is_s3(root):
+        return join(root, norm)
+    base = _real_dir(os.path.abspath(root))
+    full = os.path.join(base, norm)
+    parent = _real_dir(os.path.dirname(full))
+    target = os.path.join(parent, os.path.basename(full))
+    if os.path.islink(target):
+        target = os.path.realpath(target)
+    if target != base and not target.startswith(base + os.sep):
+        return None
+    return target
+
+
+@lru_cache(maxsize=4096)
+def _real_dir(path: str) -> str:
+    return os.path.realpath(path)

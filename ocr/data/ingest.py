@@ -263,7 +263,7 @@ def build_manifest(validator: Validator, sources: list[dict], merged: dict, cfg)
         "sources": [{**s, **merged["sources"].get(s["name"], {})} for s in sources],
         "shards": merged["shards"],
         "options": {k: v for k, v in options.items()
-                    if k not in ("overwrite", "num_cpus", "progress")},
+                    if k not in ("output", "overwrite", "num_cpus", "progress")},
     }
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from ocr.charset import Charset, ctc_min_steps, nfc
 from ocr.data.formats.base import Box, Entry
-from ocr.data.images import ImageError, decode
+from ocr.data.images import ImageError, validate
 
 REASONS = (
     "bad_index", "path_escapes_root", "duplicate_id", "missing_file", "unreadable_file",
@@ -62,10 +62,9 @@ class Validator:
 
     def image(self, data: bytes) -> tuple[int, int]:
         try:
-            img = decode(data, self.max_pixels)
+            return validate(data, self.max_pixels)
         except ImageError as e:
             raise Reject(e.reason, str(e)) from None
-        return img.size
 
     def text(self, raw: str, dropped: list[str]) -> str:
         """NFC, charset policy; returns the text to store. Appends dropped symbols."""

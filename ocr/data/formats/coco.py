@@ -1,0 +1,85 @@
+"""Layout "coco" (detection): a COCO-style JSON::
+
+    {"images": [{"id": 1, "file_name": "a.jpg", "width": 100, "height": 40}],
+     "annotations": [{"id": 7, "image_id": 1, "bbox": [10, 5, 80, 25], "category_id": 1,
+                      "text": "LOT 42"}],
+     "categories": [{"id": 1, "name": "text"}]}
+
+One entry per image in ``images`` order (key = file_name), with a box per annotation:
+``bbox`` ``[x, y, w, h]`` becomes ``Box(x, y, x + w, y + h)``, labelled with its category's
+name ("text" when the annotation has no category_id); its text is the first of
+``text``, ``utf8_string`` (COCO-Text) or ``attributes.text`` that is set, else "". Images
+without annotations are kept with ``boxes=()``. An unknown category_id or a malformed bbox
+makes the image's entry an error; annotations of unknown images become error entries keyed
+``annotation-<id>``. Images live in ``options.image_root``, else ``<json folder>/images``
+when it exists, else beside the JSON.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from ocr.data.formats.aihub import load_json
+from ocr.data.formats.base import Box, Entry, Reader
+from ocr.data.formats.gt import image_entry, images_root
+
+
+def annotation_text(ann: dict) -> str:
+    attributes = ann.get("attributes") if isinstance(ann.get("attributes"), dict) else {}
+    for text in (ann.get("text"), ann.get("utf8_string"), attributes.get("text")):
+        if isinstance(text, str) and text:
+            return text
+    return ""
+
+
+def annotation_box(ann: dict, categories: dict[str, str]) -> Box:
+    """The box of a COCO annotation; ValueError naming the annotation when it is bad."""
+    cat = ann.get("category_id")
+    if cat is not None and str(cat) not in categories:
+        raise ValueError(f"annotation {ann.get('id')!r}: category_id {cat!r} not in categories")
+    bbox = ann.get("bbox")
+    try:
+        x, y, w, h = (float(v) for v in bbox)
+    except (TypeError, ValueError):
+        raise ValueError(f"annotation {ann.get('id')!r}: expected bbox [x, y, w, h], "
+                         f"found {bbox!r}") from None
+    label = categories[str(cat)] if cat is not None else "text"
+    return Box(x, y, x + w, y + h, label=label, text=annotation_text(ann))
+
+
+class CocoReader(Reader):
+    """``CocoReader(uri_of_json, options, s3).entries()``: one entry per image, with its boxes."""
+
+    layout: ClassVar[str] = "coco"
+    task: ClassVar[str] = "detection"
+
+    def entries(self) -> list[Entry]:
+        data = load_json(self.uri, self.s3)
+        images, annotations = data.get("images"), data.get("annotations", [])
+        if not isinstance(images, list) or not isinstance(annotations, list):
+            raise ValueError(  # noqa: TRY004
+                f"{self.uri}: expected COCO lists 'images' and 'annotations', "
+                f"found keys {sorted(data)}")
+        categories = {str(c.get("id")): str(c.get("name")) for c in data.get("categories") or []}
+        by_image: dict[str, list[dict]] = {}
+        for ann in annotations:
+            by_image.setdefault(str(ann.get("image_id")), []).append(ann)
+        root = images_root(self.uri, self.options, self.s3)
+        entries = []
+        for image in images:
+            image_id, name = str(image.get("id")), image.get("file_name")
+            anns = by_image.pop(image_id, [])
+            if not isinstance(name, str) or not name:
+                entries.append(Entry(key=f"image-{image_id}", error="image has no file_name"))
+                continue
+            try:
+                boxes = tuple(annotation_box(a, categories) for a in anns)
+            except ValueError as e:
+                entries.append(Entry(key=name, error=str(e)))
+                continue
+            entries.append(image_entry(root, name, key=name, boxes=boxes))
+        for image_id, anns in by_image.items():
+            for ann in anns:
+                entries.append(Entry(key=f"annotation-{ann.get('id')}",
+                                     error=f"image_id {image_id!r} names no image"))
+        return entries

@@ -1,0 +1,96 @@
+"""Layout "labelme" (detection): a folder of images, each with a LabelMe JSON sidecar::
+
+    scans/a.jpg
+    scans/a.json   {"imagePath": "a.jpg",
+                    "shapes": [{"label": "text", "shape_type": "rectangle",
+                                "points": [[10, 5], [90, 30]], "description": "LOT 42"},
+                               {"label": "text", "shape_type": "polygon",
+                                "points": [[5, 40], [60, 38], [62, 55], [4, 57]]}]}
+
+Every ``.json`` under the folder (subfolders included) is one entry, key = its relative
+POSIX path, in sorted order. Boxes: a "rectangle" (two corners) or "polygon"/"rotation"
+(n points; a missing ``shape_type`` means polygon, as in old LabelMe) becomes the
+axis-aligned bounding box of its points; other shape types (point, line, circle, ...) are
+ignored. Box label = ``shape["label"]``; text = ``shape["text"]`` or ``shape["description"]``
+or "". A shape with fewer than two numeric points, or a JSON that does not parse, makes the
+whole entry an error.
+
+The image: ``imagePath`` (relative to the JSON's folder, and it must stay inside the
+dataset root) when it names a file of the folder's listing; otherwise the image with the
+JSON's stem (LabelMe's ``imagePath`` goes stale when files are renamed); otherwise
+``imagePath`` as written, which ingest then rejects as a missing file. Images without a
+sidecar are ignored. The listing is already in hand, so none of this costs extra requests;
+the sidecars themselves are read by a small thread pool (order kept).
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+from concurrent.futures import ThreadPoolExecutor
+from typing import ClassVar
+
+from ocr import storage
+from ocr.data.formats.base import Box, Entry, Reader
+from ocr.data.formats.filename import matching_extension
+from ocr.data.formats.gt import image_entry
+
+BOX_SHAPES = ("rectangle", "polygon", "rotation")
+
+
+def shape_box(shape: dict) -> Box | None:
+    """The bounding box of a LabelMe shape, None for ignored shape types; ValueError if bad."""
+    kind = shape.get("shape_type") or "polygon"
+    if kind not in BOX_SHAPES:
+        return None
+    try:
+        xs, ys = zip(*[(float(x), float(y)) for x, y in shape.get("points") or []])
+    except (TypeError, ValueError):
+        xs = ()
+    if len(xs) < 2:
+        raise ValueError(f"{kind} shape {shape.get('label')!r}: expected at least 2 [x, y] "
+                         f"points, found {shape.get('points')!r}")
+    text = shape.get("text") or shape.get("description") or ""
+    return Box(min(xs), min(ys), max(xs), max(ys), label=str(shape.get("label") or "text"),
+               text=str(text))
+
+
+class LabelmeReader(Reader):
+    """``LabelmeReader(folder_uri, options, s3).entries()``: one entry per JSON sidecar."""
+
+    layout: ClassVar[str] = "labelme"
+    task: ClassVar[str] = "detection"
+
+    def entries(self) -> list[Entry]:
+        if not storage.is_dir(self.uri, self.s3):
+            raise FileNotFoundError(f"{self.uri}: expected a folder of images and LabelMe JSON")
+        files = storage.list_files(self.uri, self.s3)
+        images: dict[str, str] = {}  # relative path without extension -> relative image path
+        for rel in files:
+            ext = matching_extension(rel, self.options.extensions)
+            if ext is not None:
+                images.setdefault(rel[: -len(ext)], rel)
+        listed = set(files)
+        sidecars = [rel for rel in files if rel.lower().endswith(".json")]
+        with ThreadPoolExecutor(max_workers=16) as pool:  # many small GETs on S3
+            return list(pool.map(lambda rel: self._entry(rel, images, listed), sidecars))
+
+    def _entry(self, rel: str, images: dict[str, str], listed: set[str]) -> Entry:
+        try:
+            data = json.loads(storage.read_text(storage.join(self.uri, rel), self.s3))
+            shapes = data.get("shapes") or []
+            boxes = tuple(b for b in (shape_box(s) for s in shapes) if b is not None)
+        except (ValueError, AttributeError, TypeError) as e:
+            return Entry(key=rel, error=f"bad LabelMe JSON: {e}")
+        image_path = str(data.get("imagePath") or "").replace("\\", "/")
+        same_stem = images.get(rel[: -len(".json")])
+        if image_path:
+            wanted = posixpath.normpath(posixpath.join(posixpath.dirname(rel), image_path))
+            if image_path[1:2] == ":" or storage.safe_join(self.uri, wanted) is None:
+                return Entry(key=rel, error=f"path escapes the dataset root: {image_path}")
+            image = wanted if wanted in listed or same_stem is None else same_stem
+        elif same_stem is not None:
+            image = same_stem
+        else:
+            return Entry(key=rel, error="no imagePath and no image with the same name")
+        return image_entry(self.uri, image, key=rel, boxes=boxes)
