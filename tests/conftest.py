@@ -23,6 +23,9 @@ def ray_local():
 
     from ocr.runtime import ensure_ray
 
+    # Ray workers inherit the environment: let them import test modules (train loops etc.).
+    here = str(Path(__file__).parent)
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH")) if p)
     ensure_ray(num_cpus=2)
     yield ray
     ray.shutdown()

@@ -1,0 +1,84 @@
+"""Safe decoding and the shared preprocessing."""
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ocr.data.images import ImageError, Preprocess, decode, preprocess_bytes, validate
+
+
+def _png(w, h, mode="L", **kw) -> bytes:
+    buf = io.BytesIO()
+    Image.new(mode, (w, h), 200).save(buf, "PNG", **kw)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("mode", ["1", "L", "LA", "P", "RGB", "RGBA", "I;16"])
+@pytest.mark.parametrize("interlace", [False, True])
+def test_png_check_accepts_and_catches_truncation(mode, interlace):
+    rng = np.random.default_rng(1)
+    img = Image.fromarray(rng.integers(0, 255, (23, 41, 3), dtype=np.uint8)).convert(
+        "I" if mode == "I;16" else mode)
+    if mode == "I;16":
+        img = img.convert("I;16")
+    buf = io.BytesIO()
+    img.save(buf, "PNG", interlace=interlace)
+    data = buf.getvalue()
+    assert validate(data) == (41, 23)
+    for cut in (len(data) - 4, len(data) // 2, 30):
+        with pytest.raises(ImageError) as e:
+            validate(data[:cut])
+        assert e.value.reason == "corrupt_image"
+
+
+def test_jpeg_truncation_is_caught():
+    rng = np.random.default_rng(2)
+    buf = io.BytesIO()
+    Image.fromarray(rng.integers(0, 255, (200, 300), dtype=np.uint8)).save(buf, "JPEG")
+    data = buf.getvalue()
+    assert validate(data) == (300, 200)
+    with pytest.raises(ImageError, match="truncated"):
+        validate(data[: len(data) // 2])
+
+
+@pytest.mark.parametrize("data,reason", [
+    (b"", "zero_byte"), (b"GIF89a-nope", "corrupt_image"), (b"%PDF-1.4", "not_an_image"),
+])
+def test_bad_bytes(data, reason):
+    with pytest.raises(ImageError) as e:
+        decode(data)
+    assert e.value.reason == reason
+
+
+def test_pixel_cap_before_decode():
+    data = _png(400, 300)
+    with pytest.raises(ImageError) as e:
+        validate(data, max_pixels=1000)
+    assert e.value.reason == "too_many_pixels" and "400x300" in str(e.value)
+    buf = io.BytesIO()
+    Image.new("L", (400, 300)).save(buf, "BMP")
+    with pytest.raises(ImageError, match="over the cap"):
+        decode(buf.getvalue(), max_pixels=1000)
+
+
+def test_preprocess_keep_ratio_and_pad():
+    spec = Preprocess(height=32, width=100, channels=1)
+    img = Image.new("L", (50, 64), 255)  # resized to 25x32, padded to 100
+    x = spec([img])
+    assert x.shape == (1, 1, 32, 100) and x.dtype == np.float32
+    assert np.allclose(x, 1.0)  # white, replicated into the padding, normalised to +1
+    assert spec.resized_width(1000, 32) == 100
+    stretched = Preprocess(height=32, width=100, keep_ratio=False)
+    assert stretched([img]).shape == (1, 1, 32, 100)
+
+
+def test_preprocess_bucket_and_rgb():
+    spec = Preprocess(height=32, width=256, channels=3)
+    blobs = [_png(40, 32, "RGB"), _png(90, 32, "RGB")]
+    x = preprocess_bytes(blobs, spec, bucket=True)
+    assert x.shape == (2, 3, 32, 96)
+    assert Preprocess.from_json(spec.to_json()) == spec
+    with pytest.raises(ValueError, match="channels"):
+        Preprocess(channels=2)
