@@ -1,0 +1,138 @@
+"""System fonts and their glyph coverage.
+
+The coverage contract: a text is drawn only with a font whose cmap maps every non-space
+character of it (:func:`fonts_covering`), so no font ever draws a missing-glyph box.
+Coverage is read once per font face and process (``lru_cache``); a Noto CJK collection
+is parsed at most once per face per process.
+
+Fonts are loaded with Pillow's BASIC layout engine: rendering is then the same with or
+without libraqm (deterministic across machines) and faster; precomposed Hangul, Latin and
+CJK need no complex shaping.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from functools import cache, lru_cache
+from pathlib import Path
+
+import numpy as np
+from PIL import ImageFont
+
+FONT_EXTENSIONS = (".ttf", ".otf", ".ttc", ".otc")
+SYSTEM_FONT_DIRS = ("/usr/share/fonts", "/usr/local/share/fonts",
+                    "~/.local/share/fonts", "~/.fonts")
+
+
+@dataclass(frozen=True)
+class FontInfo:
+    """One font face: ``path`` of the file, ``index`` of the face in a collection (0 otherwise)."""
+
+    path: str
+    index: int = 0
+    name: str = ""
+
+
+def _face_names(path: str) -> list[str]:
+    """Full names of every face in ``path`` (one for .ttf/.otf). Raises if unparsable."""
+    from fontTools.ttLib import TTCollection, TTFont
+
+    if path.lower().endswith((".ttc", ".otc")):
+        faces = TTCollection(path, lazy=True).fonts
+    else:
+        faces = [TTFont(path, lazy=True)]
+    names = []
+    for face in faces:
+        name_table = face["name"]
+        names.append(name_table.getDebugName(4) or name_table.getDebugName(1) or Path(path).stem)
+    return names
+
+
+@lru_cache(maxsize=16)
+def _scan(dirs: tuple[str, ...]) -> tuple[FontInfo, ...]:
+    paths = set()
+    for d in dirs:
+        root = Path(os.path.expanduser(d))
+        if root.is_file() and root.suffix.lower() in FONT_EXTENSIONS:
+            paths.add(str(root))
+        elif root.is_dir():
+            paths.update(str(p) for p in root.rglob("*")
+                         if p.suffix.lower() in FONT_EXTENSIONS and p.is_file())
+    found = []
+    for path in sorted(paths):
+        try:
+            names = _face_names(path)
+        except Exception:  # noqa: BLE001, S112 - a font fontTools cannot parse is skipped
+            continue
+        found.extend(FontInfo(path, i, n) for i, n in enumerate(names))
+    return tuple(found)
+
+
+def find_fonts(dirs: list[str] | None = None) -> list[FontInfo]:
+    """Every face of every .ttf/.otf/.ttc/.otc under ``dirs`` (default: the system font
+    folders), sorted by path then face index. Files fontTools cannot parse are skipped."""
+    return list(_scan(tuple(dirs) if dirs is not None else SYSTEM_FONT_DIRS))
+
+
+CACHE_DIR = Path(os.environ.get("OCR_CACHE", "~/.cache/ocr-on-ray")).expanduser() / "cmaps"
+
+
+def _cache_file(font: FontInfo) -> Path:
+    st = os.stat(font.path)
+    key = f"{os.path.abspath(font.path)}:{font.index}:{st.st_size}:{st.st_mtime_ns}"
+    return CACHE_DIR / (hashlib.sha1(key.encode()).hexdigest() + ".npy")
+
+
+@cache
+def coverage(font: FontInfo) -> frozenset[int]:
+    """Code points the face's cmap maps to a glyph (empty when the font cannot be parsed).
+
+    Parsing a CJK face takes about 0.1 s, so the result is also kept on disk (keyed by the
+    file's path, face, size and mtime) and shared by every worker process of the machine.
+    """
+    try:
+        cached = _cache_file(font)
+        return frozenset(np.load(cached).tolist())
+    except (OSError, ValueError):
+        pass
+    from fontTools.ttLib import TTFont
+
+    try:
+        with TTFont(font.path, fontNumber=font.index, lazy=True) as tt:
+            cmap = tt.getBestCmap() or {}
+    except Exception:  # noqa: BLE001 - unparsable: covers nothing, so it is never chosen
+        return frozenset()
+    try:
+        CACHE_DIR.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_suffix(f".{os.getpid()}.tmp.npy")
+        np.save(tmp, np.array(sorted(cmap), dtype=np.int32))
+        os.replace(tmp, cached)
+    except OSError:
+        pass  # a read-only home: no disk cache, still correct
+    return frozenset(cmap)
+
+
+def needed_code_points(text: str) -> set[int]:
+    """The code points a font must map to draw ``text`` (whitespace needs no glyph)."""
+    return {ord(c) for c in text if not c.isspace()}
+
+
+def missing_chars(font: FontInfo, text: str) -> list[str]:
+    """Characters of ``text`` that ``font`` has no glyph for, in order of first use."""
+    cov = coverage(font)
+    return list(dict.fromkeys(c for c in text if not c.isspace() and ord(c) not in cov))
+
+
+def fonts_covering(fonts: list[FontInfo], text: str) -> list[FontInfo]:
+    """The fonts of ``fonts`` that have a glyph for every non-space character of ``text``."""
+    need = needed_code_points(text)
+    return [f for f in fonts if need <= coverage(f)]
+
+
+@lru_cache(maxsize=2048)
+def load_font(font: FontInfo, size: int) -> ImageFont.FreeTypeFont:
+    """The face at ``size`` pixels (cached per process), with the BASIC layout engine."""
+    return ImageFont.truetype(font.path, int(size), index=font.index,
+                              layout_engine=ImageFont.Layout.BASIC)

@@ -1,0 +1,218 @@
+"""``ocr synth``: render synthetic lines or pages straight into shards, as a Ray Data job.
+
+Sample ``i`` is rendered from a generator seeded by ``(seed, chunk)``, so the same config
+gives the same shards on any cluster. Lines become recognition shards; pages become
+detection shards (line, word and character boxes, and the page's rotation angle).
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from dataclasses import dataclass, field
+from functools import partial
+
+import numpy as np
+
+from ocr import storage
+from ocr.charset import Charset, load_charset
+from ocr.config import ConfigError, parse_split_ratios
+from ocr.data.formats.base import Box, Entry
+from ocr.data.ingest import _block, build_manifest, check_output, finish, run_pipeline
+from ocr.data.validate import Reject, Validator, sample_id, split_of
+
+STYLE_PRESETS = {
+    # black on white, no skew, blur or distortion
+    "none": {"random_skew": 0.0, "random_blur": 0.0, "background": "plain",
+             "text_color": 0, "background_color": 255},
+    # seed 001's mix: random skew, blur, distortion both ways, backgrounds and colours
+    "default": {"random_skew": 2.0, "random_blur": 0.8, "distortion": "random",
+                "distortion_orientation": "both", "background": "random", "grayscale": True},
+    "color": {"random_skew": 2.0, "random_blur": 0.8, "distortion": "random",
+              "distortion_orientation": "both", "background": "random"},
+}
+
+
+@dataclass
+class SynthConfig:
+    """``ocr synth``: rendered lines (recognition) or pages (detection) into shards."""
+
+    output: str = ""
+    kind: str = "line"               # line | page
+    text: str = "digits:1-8"         # digits:MIN-MAX | random:CHARSET:MIN-MAX | file:PATH | words:PATH:MIN-MAX
+    count: int = 1000
+    seed: int = 0
+    height: int = 32                 # line height in pixels
+    fonts: list[str] = field(default_factory=list)         # font files or folders; default: system
+    font_include: list[str] = field(default_factory=list)  # keep fonts whose name contains one of these
+    font_exclude: list[str] = field(default_factory=list)  # drop fonts whose name contains one of these
+    style: str = "default"           # augmentation preset: none | default (grayscale) | color
+    style_set: list[str] = field(default_factory=list)     # LineStyle overrides, KEY=VALUE
+    page_width: int = 640
+    page_height: int = 480
+    lines_per_page: str = "3-8"
+    max_angle: float = 0.0           # pages rotated uniformly in [-max_angle, max_angle]
+    image_format: str = "png"        # png | jpeg
+    charset: str = "derive"          # derive: every symbol the text source can produce
+    splits: str = "train=0.9,val=0.05,test=0.05"
+    source: str = "synth"
+    shard_size: int = 512
+    overwrite: bool = False
+    num_cpus: int | None = None
+
+    def __post_init__(self):
+        if self.kind not in ("line", "page"):
+            raise ConfigError(f"kind: expected 'line' or 'page', found {self.kind!r}")
+        if self.style not in STYLE_PRESETS:
+            raise ConfigError(f"style: expected one of {sorted(STYLE_PRESETS)}, found {self.style!r}")
+        if self.image_format not in ("png", "jpeg"):
+            raise ConfigError(f"image_format: expected png or jpeg, found {self.image_format!r}")
+        if self.count < 1 or self.height < 8 or self.shard_size < 1:
+            raise ConfigError("count and shard_size must be >= 1 and height >= 8")
+        parse_split_ratios(self.splits)
+
+
+def _range(text: str) -> tuple[int, int]:
+    lo, _, hi = text.partition("-")
+    return int(lo), int(hi or lo)
+
+
+def select_fonts(cfg: SynthConfig):
+    from ocr.data.synth.fonts import find_fonts
+
+    fonts = find_fonts(cfg.fonts or None)
+    if cfg.font_include:
+        fonts = [f for f in fonts if any(s.lower() in f.name.lower() for s in cfg.font_include)]
+    if cfg.font_exclude:
+        fonts = [f for f in fonts if not any(s.lower() in f.name.lower() for s in cfg.font_exclude)]
+    if not fonts:
+        raise ConfigError(f"no fonts left (fonts={cfg.fonts or 'system'}, include={cfg.font_include}, "
+                          f"exclude={cfg.font_exclude}): install fonts-dejavu-core / fonts-nanum "
+                          "(scripts/setup.sh does) or give --fonts")
+    return fonts
+
+
+def line_style(cfg: SynthConfig):
+    """The preset's LineStyle with ``style_set`` overrides (values parsed as YAML: 4, [1, 3])."""
+    import yaml
+
+    from ocr.config import parse_overrides
+    from ocr.data.synth.augment import LineStyle
+
+    overrides = {k: yaml.safe_load(v) for k, v in parse_overrides(cfg.style_set).items()}
+    fields = set(LineStyle.__dataclass_fields__)
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise ConfigError(f"style_set: unknown LineStyle keys {unknown}, expected some of "
+                          f"{sorted(fields)}")
+    overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
+    return LineStyle(**{**STYLE_PRESETS[cfg.style], **overrides})
+
+
+def _encode(img, fmt: str) -> bytes:
+    buf = io.BytesIO()
+    if fmt == "png":
+        img.save(buf, "PNG", compress_level=1)
+    else:
+        img.convert("RGB" if img.mode not in ("L", "RGB") else img.mode).save(buf, "JPEG", quality=90)
+    return buf.getvalue()
+
+
+@dataclass(frozen=True)
+class Renderer:
+    """Everything a render task needs; pickled once per task."""
+
+    cfg: SynthConfig
+    fonts: tuple
+    style: object
+    validator: Validator
+    ratios: dict
+
+    def sample(self, source, rng) -> tuple[bytes, Entry]:
+        from ocr.data.synth.fonts import fonts_covering
+
+        cfg = self.cfg
+        if cfg.kind == "line":
+            for _ in range(100):
+                text = source.sample(rng)
+                usable = fonts_covering(list(self.fonts), text)
+                if usable:
+                    break
+            else:
+                raise ConfigError(f"no selected font covers texts of {cfg.text!r} (e.g. {text!r})")
+            from ocr.data.synth.line import render_line
+
+            font = usable[int(rng.integers(len(usable)))]
+            img = render_line(text, font, cfg.height, self.style, rng)
+            return _encode(img, cfg.image_format), Entry(key="", label=text)
+        from ocr.data.synth.page import render_page
+
+        lo, hi = _range(cfg.lines_per_page)
+        lines = [source.sample(rng) for _ in range(int(rng.integers(lo, hi + 1)))]
+        angle = float(rng.uniform(-cfg.max_angle, cfg.max_angle)) if cfg.max_angle else 0.0
+        page = render_page(lines, list(self.fonts), rng, size=(cfg.page_width, cfg.page_height),
+                           angle=angle)
+        boxes = tuple(b if isinstance(b, Box) else Box(**b) for b in page.boxes)
+        return _encode(page.image, cfg.image_format), Entry(key="", boxes=boxes, angle=page.angle)
+
+    def chunk(self, index: int, start: int, stop: int):
+        """A read task: render samples [start, stop) and yield them as one block."""
+        from ocr.data.synth.text import parse_text_source
+
+        cfg, task = self.cfg, self.validator.task
+        source = parse_text_source(cfg.text)
+        rng = np.random.default_rng([cfg.seed, index])
+        rows = []
+        for i in range(start, stop):
+            key = f"{i:09d}"
+            sid = sample_id(cfg.source, key)
+            row = {"id": sid, "key": key, "source": cfg.source, "split": split_of(sid, self.ratios),
+                   "image": None, "reject": None, "detail": None, "dropped": []}
+            data, entry = self.sample(source, rng)
+            try:
+                dropped: list[str] = []
+                size = self.validator.image(data) if cfg.kind == "page" else _png_size(data)
+                if task == "recognition":
+                    row["label"] = self.validator.label(entry.label, size, dropped)
+                else:
+                    row["boxes"] = self.validator.boxes(entry.boxes, size, dropped)
+                    row["angle"] = entry.angle
+                row.update(image=data, width=size[0], height=size[1], dropped=dropped)
+            except Reject as r:
+                row.update(reject=r.reason, detail=r.detail)
+            rows.append(row)
+        yield _block(rows, index, 0, task)
+
+
+def _png_size(data: bytes) -> tuple[int, int]:
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as im:
+        return im.size
+
+
+def synth(cfg: SynthConfig, progress: bool | None = None) -> dict:
+    """Render ``cfg.count`` samples into shards under ``cfg.output``; returns the manifest."""
+    from ocr.data.synth.text import parse_text_source
+
+    if not cfg.output:
+        raise ConfigError("output: expected a folder or s3:// URI for the shards")
+    s3 = storage.S3Settings.from_env()
+    source = parse_text_source(cfg.text)
+    charset = (Charset.from_labels([source.symbols()]) if cfg.charset == "derive"
+               else load_charset(cfg.charset))
+    task = "recognition" if cfg.kind == "line" else "detection"
+    validator = Validator(task=task, charset=charset, height=cfg.height, ctc_width=0)
+    renderer = Renderer(cfg, tuple(select_fonts(cfg)), line_style(cfg), validator,
+                        parse_split_ratios(cfg.splits))
+    check_output(cfg.output, cfg.overwrite, s3)
+    started = time.perf_counter()
+    bounds = range(0, cfg.count, cfg.shard_size)
+    read_fns = [partial(renderer.chunk, k, start, min(start + cfg.shard_size, cfg.count))
+                for k, start in enumerate(bounds)]
+    merged = run_pipeline(read_fns, cfg.output, task, s3, "Synth", cfg.num_cpus, progress)
+    sources = [{"name": cfg.source, "uri": f"synth:{cfg.text}", "layout": f"synth-{cfg.kind}"}]
+    manifest = build_manifest(validator, sources, merged, cfg)
+    finish(cfg.output, manifest, merged, s3)
+    manifest["_seconds"] = time.perf_counter() - started
+    return manifest

@@ -1,0 +1,135 @@
+"""Text sources for synthetic lines, built from a spec string.
+
+Specs:
+
+* ``digits:MIN-MAX``               random digit strings, length in [MIN, MAX];
+* ``random:CHARSET:MIN-MAX``       uniform over a charset spec (:func:`ocr.charset.load_charset`),
+                                   e.g. ``random:latin:3-10``, ``random:hangul:2-6``; a space is
+                                   never the first or last symbol;
+* ``file:PATH``                    one word or phrase per line (UTF-8), sampled uniformly;
+* ``words:PATH:MIN-MAX``           MIN..MAX words (whitespace-separated tokens of the file)
+                                   joined by single spaces.
+
+``MIN-MAX`` may also be a single number (fixed length). Texts are NFC. PATH may be any
+URI :mod:`ocr.storage` reads (local or ``s3://``).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import numpy as np
+
+from ocr.charset import CharsetError, load_charset, nfc
+
+SPEC_HELP = "'digits:MIN-MAX', 'random:CHARSET:MIN-MAX', 'file:PATH' or 'words:PATH:MIN-MAX'"
+
+
+class TextSource(ABC):
+    """Samples label texts. Picklable, so it can travel to Ray workers."""
+
+    spec: str = ""
+
+    @abstractmethod
+    def sample(self, rng: np.random.Generator) -> str:
+        """One text, drawn with ``rng`` only (same generator state, same text)."""
+
+    @abstractmethod
+    def symbols(self) -> str:
+        """Every symbol this source can produce, sorted by code point (for charsets)."""
+
+
+class _SymbolSource(TextSource):
+    """Strings of MIN..MAX symbols drawn uniformly from an alphabet."""
+
+    def __init__(self, alphabet: str, lo: int, hi: int, spec: str):
+        self.spec, self.lo, self.hi = spec, lo, hi
+        self._alphabet = np.array(list(alphabet))
+        self._solid = np.array([c for c in alphabet if not c.isspace()])
+        if len(self._solid) == 0:
+            raise ValueError(f"text source {spec!r}: the charset has only whitespace")
+
+    def sample(self, rng: np.random.Generator) -> str:
+        n = int(rng.integers(self.lo, self.hi + 1))
+        chars = self._alphabet[rng.integers(0, len(self._alphabet), n)]
+        if len(self._solid) < len(self._alphabet):  # never start or end with a space
+            chars[[0, -1]] = self._solid[rng.integers(0, len(self._solid), 2)]
+        return "".join(chars)
+
+    def symbols(self) -> str:
+        return "".join(sorted(set(self._alphabet.tolist())))
+
+
+class _LineSource(TextSource):
+    """Lines of a file, one per sample; or (``split``) MIN..MAX of its words joined by spaces."""
+
+    def __init__(self, path: str, spec: str, lo: int = 1, hi: int = 1, split: bool = False):
+        from ocr import storage
+
+        self.spec, self.path, self.lo, self.hi = spec, path, lo, hi
+        try:
+            text = storage.read_text(path)
+        except (OSError, UnicodeDecodeError) as e:
+            raise ValueError(f"text source {spec!r}: cannot read {path}: {e}") from e
+        text = nfc(text)
+        lines = text.split() if split else [" ".join(line.split()) for line in text.splitlines()]
+        self.lines = [line for line in lines if line]
+        if not self.lines:
+            raise ValueError(f"text source {spec!r}: expected at least one non-empty line "
+                             f"in {path}, found none")
+
+    def sample(self, rng: np.random.Generator) -> str:
+        n = int(rng.integers(self.lo, self.hi + 1))
+        return " ".join(self.lines[i] for i in rng.integers(0, len(self.lines), n))
+
+    def symbols(self) -> str:
+        found = set("".join(self.lines))
+        if self.hi > 1:
+            found.add(" ")
+        return "".join(sorted(found))
+
+
+def _parse_range(value: str, spec: str) -> tuple[int, int]:
+    lo, sep, hi = value.partition("-")
+    try:
+        lo_i, hi_i = int(lo), int(hi if sep else lo)
+    except ValueError:
+        raise ValueError(f"text source {spec!r}: expected a length range MIN-MAX "
+                         f"(e.g. 1-8) or a number, found {value!r}") from None
+    if not 1 <= lo_i <= hi_i:
+        raise ValueError(f"text source {spec!r}: expected 1 <= MIN <= MAX, found {lo_i}-{hi_i}")
+    return lo_i, hi_i
+
+
+def _split_last(rest: str, spec: str, what: str) -> tuple[str, str]:
+    head, sep, tail = rest.rpartition(":")
+    if not sep or not head:
+        raise ValueError(f"text source {spec!r}: expected '{what}:MIN-MAX', found {rest!r}")
+    return head, tail
+
+
+def parse_text_source(spec: str) -> TextSource:
+    """A :class:`TextSource` from a spec (see module docstring). Raises ValueError when bad."""
+    if not isinstance(spec, str) or ":" not in spec:
+        raise ValueError(f"bad text source {spec!r}: expected {SPEC_HELP}")
+    kind, _, rest = spec.strip().partition(":")
+    if kind == "digits":
+        lo, hi = _parse_range(rest, spec)
+        return _SymbolSource("0123456789", lo, hi, spec)
+    if kind == "random":
+        charset_spec, length = _split_last(rest, spec, "CHARSET")
+        lo, hi = _parse_range(length, spec)
+        try:
+            charset = load_charset(charset_spec)
+        except CharsetError as e:
+            raise ValueError(f"text source {spec!r}: {e}") from e
+        return _SymbolSource("".join(charset.symbols), lo, hi, spec)
+    if kind == "file":
+        if not rest:
+            raise ValueError(f"text source {spec!r}: expected 'file:PATH', found no path")
+        return _LineSource(rest, spec)
+    if kind == "words":
+        path, length = _split_last(rest, spec, "PATH")
+        lo, hi = _parse_range(length, spec)
+        return _LineSource(path, spec, lo, hi, split=True)
+    raise ValueError(f"bad text source {spec!r}: unknown kind {kind!r}, expected {SPEC_HELP}")

@@ -1,0 +1,65 @@
+"""`ocr synth` as a Ray Data job: reproducible shards of lines and pages."""
+
+import pyarrow.parquet as pq
+import pytest
+
+from ocr.cli import main
+from ocr.config import ConfigError
+from ocr.data import shards
+from ocr.data.synth.fonts import coverage, find_fonts
+from ocr.data.synth.job import SynthConfig, synth
+
+
+def _files(root):
+    return {p.relative_to(root): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def test_lines_are_reproducible(ray_local, tmp_path):
+    cfgs = [SynthConfig(output=str(tmp_path / d), text="digits:1-6", count=60, seed=7,
+                        shard_size=25) for d in ("a", "b")]
+    manifests = [synth(c) for c in cfgs]
+    assert manifests[0]["counts"]["written"] == 60
+    assert _files(tmp_path / "a") == _files(tmp_path / "b")
+    other = synth(SynthConfig(output=str(tmp_path / "c"), text="digits:1-6", count=60, seed=8,
+                              shard_size=25))
+    assert other["counts"]["written"] == 60
+    assert _files(tmp_path / "c") != _files(tmp_path / "a")
+    rows = [r for t in shards.read_rows(str(tmp_path / "a")) for r in t.to_pylist()]
+    assert all(r["height"] == 32 and r["label"].isdigit() and 1 <= len(r["label"]) <= 6
+               for r in rows)
+    assert manifests[0]["charset"]["symbols"] == list("0123456789")
+
+
+def test_hangul_lines_use_covering_fonts_only(ray_local, tmp_path):
+    fonts = find_fonts()
+    hangul_fonts = [f for f in fonts if ord("가") in coverage(f)]
+    assert hangul_fonts and len(hangul_fonts) < len(fonts)
+    m = synth(SynthConfig(output=str(tmp_path / "ko"), text="random:hangul:2-4", count=20))
+    assert m["counts"]["written"] == 20 and len(m["charset"]["symbols"]) == 2350
+    with pytest.raises(ConfigError, match="no selected font covers"):
+        synth(SynthConfig(output=str(tmp_path / "bad"), text="random:hangul:2-4", count=4,
+                          font_include=["DejaVu"]))
+
+
+def test_pages_have_boxes_and_angles(ray_local, tmp_path):
+    rc = main(["synth", "--output", str(tmp_path / "p"), "--kind", "page", "--count", "6",
+               "--max-angle", "20", "--image-format", "jpeg", "--page-width", "320",
+               "--page-height", "240"])
+    assert rc == 0
+    manifest = shards.read_manifest(str(tmp_path / "p"))
+    assert manifest["task"] == "detection"
+    table = pq.read_table(tmp_path / "p" / manifest["shards"][0]["path"])
+    assert table.schema.equals(shards.schema("detection"))
+    for row in table.to_pylist():
+        assert -20 <= row["angle"] <= 20
+        labels = {b["label"] for b in row["boxes"]}
+        assert labels == {"line", "word", "char"}
+        assert all(0 <= b["x0"] < b["x1"] <= 320 and 0 <= b["y0"] < b["y1"] <= 240
+                   for b in row["boxes"])
+
+
+def test_bad_synth_config_is_refused(capsys, tmp_path):
+    assert main(["synth", "--output", str(tmp_path / "x"), "--kind", "poster"]) == 2
+    assert "kind: expected 'line' or 'page'" in capsys.readouterr().err
+    assert main(["synth", "--output", str(tmp_path / "x"), "--style-set", "wobble=3"]) == 2
+    assert "unknown LineStyle keys ['wobble']" in capsys.readouterr().err
