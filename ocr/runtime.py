@@ -39,9 +39,19 @@ def configure_data(progress: bool | None = None) -> None:
     """
     from ray.data import DataContext
 
+    _quiet_data_console()
     ctx = DataContext.get_current()
     ctx.op_resource_reservation_enabled = False
     show = sys.stderr.isatty() if progress is None else progress
     ctx.enable_progress_bars = show
     ctx.print_on_execution_start = False
     ctx.enable_auto_log_stats = False
+
+
+def _quiet_data_console() -> None:
+    """Ray Data's console handler prints a stats line per dataset at INFO: keep warnings only,
+    minus the notice that progress bars are off (we turn them off on purpose off a TTY)."""
+    for handler in logging.getLogger("ray.data").handlers:
+        if type(handler).__name__ == "PlainRayHandler" and handler.level < logging.WARNING:
+            handler.setLevel(logging.WARNING)
+            handler.addFilter(lambda r: not str(r.msg).startswith("Progress bars"))
