@@ -15,7 +15,6 @@ import pytest
 from PIL import Image, ImageDraw
 
 
-
 @pytest.fixture(scope="session")
 def ray_local():
     """A real local Ray with 2 CPUs, shared by the whole session."""

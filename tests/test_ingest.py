@@ -39,7 +39,7 @@ def _check_counts(manifest: dict) -> None:
         assert row["read"] == row["written"] + row["rejected"]
     assert sum(r["total"] for r in c["per_reason"].values()) == c["rejected"]
     per_split_reason = {}
-    for reason, row in c["per_reason"].items():
+    for row in c["per_reason"].values():
         for split, n in row.items():
             if split != "total":
                 per_split_reason[split] = per_split_reason.get(split, 0) + n

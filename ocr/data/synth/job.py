@@ -39,7 +39,7 @@ class SynthConfig:
 
     output: str = ""
     kind: str = "line"               # line | page
-    text: str = "digits:1-8"         # digits:MIN-MAX | random:CHARSET:MIN-MAX | file:PATH | words:PATH:MIN-MAX
+    text: str = "digits:1-8"  # digits:MIN-MAX | random:CHARSET:MIN-MAX | file:PATH | words:PATH:MIN-MAX
     count: int = 1000
     seed: int = 0
     height: int = 32                 # line height in pixels

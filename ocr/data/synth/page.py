@@ -101,16 +101,16 @@ def _line_boxes(text: str, font, x: float, baseline: float) -> list[Box]:
     spans its advance (and any ink overhang) horizontally and its glyph's ink vertically."""
     chars: list[Box | None] = []
     for i, ch in enumerate(text):
-        l, t, r, b = font.getbbox(ch, anchor="ls")
+        left, t, r, b = font.getbbox(ch, anchor="ls")
         if ch.isspace() or b <= t:
             chars.append(None)
             continue
         advance = font.getlength(ch)
         pen = x + font.getlength(text[: i + 1]) - advance  # includes kerning before ch
-        chars.append(Box(pen + min(0, l), baseline + t, pen + max(advance, r), baseline + b,
+        chars.append(Box(pen + min(0, left), baseline + t, pen + max(advance, r), baseline + b,
                          "char", ch))
     words, run = [], []
-    for ch, box in zip(text + " ", chars + [None]):
+    for box in chars + [None]:
         if box is not None:
             run.append(box)
         elif run:
