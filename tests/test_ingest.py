@@ -59,12 +59,15 @@ def messy_set(tmp_path) -> Path:
     (img / "text.png").write_bytes(b"hello, not an image")
     (img / "bomb.png").write_bytes(_huge_png_header(30000, 30000))
     (img / "narrow.png").write_bytes(noise_png(12, 32))
+    (img / "long.png").write_bytes(noise_png(400, 32))
+    (img / "folder.png").mkdir()  # a directory where an image should be: unreadable
     (img / "empty.png").write_bytes(text_image("1"))
     (img / "abc.png").write_bytes(text_image("12a"))
     (tmp_path / "outside.png").write_bytes(text_image("9"))
     extra = [
         "images/trunc.png\t123", "images/zero.png\t1", "images/text.png\t2", "images/bomb.png\t3",
-        "images/narrow.png\t12345678", "images/empty.png\t", "images/abc.png\t12a",
+        "images/narrow.png\t12345", "images/long.png\t1234567", "images/folder.png\t5",
+        "images/empty.png\t", "images/abc.png\t12a",
         "images/missing.png\t4", "../outside.png\t9", "a line without a tab", "images/ok1.png\t1",
     ]
     with gt.open("a") as f:
@@ -75,25 +78,27 @@ def messy_set(tmp_path) -> Path:
 EXPECTED = {
     "images/trunc.png": "corrupt_image", "images/zero.png": "zero_byte",
     "images/text.png": "not_an_image", "images/bomb.png": "too_many_pixels",
-    "images/narrow.png": "ctc_infeasible", "images/empty.png": "empty_label",
+    "images/narrow.png": "ctc_infeasible", "images/long.png": "label_too_long",
+    "images/folder.png": "unreadable_file", "images/empty.png": "empty_label",
     "images/abc.png": "out_of_charset", "images/missing.png": "missing_file",
-    "../outside.png": "path_escapes_root", "line-30": "bad_index", "images/ok1.png": "duplicate_id",
+    "../outside.png": "path_escapes_root", "line-32": "bad_index", "images/ok1.png": "duplicate_id",
 }
 
 
 def test_every_reject_reason(ray_local, messy_set, tmp_path, capsys):
     out = tmp_path / "out"
     rc = main(["ingest", str(messy_set), "--output", str(out), "--charset", "digits",
-               "--max-pixels", "1000000", "--shard-size", "8"])
+               "--max-pixels", "1000000", "--max-label-length", "6", "--shard-size", "8"])
     assert rc == 0
     rejects = {r["key"]: r for r in _rejects(out)}
     assert {k: r["reason"] for k, r in rejects.items()} == EXPECTED
     assert all(r["source"] == "gt.txt" and r["detail"] and r["split"] for r in rejects.values())
     assert "30000x30000" in rejects["images/bomb.png"]["detail"]
-    assert "needs 8 CTC steps" in rejects["images/narrow.png"]["detail"]
+    assert "needs 5 CTC steps" in rejects["images/narrow.png"]["detail"]
+    assert "7 symbols, over the maximum of 6" in rejects["images/long.png"]["detail"]
     manifest = shards.read_manifest(str(out))
     _check_counts(manifest)
-    assert manifest["counts"]["read"] == 31
+    assert manifest["counts"]["read"] == 33
     assert manifest["counts"]["written"] == 20
     assert manifest["charset"]["spec"] == "digits"
     printed = capsys.readouterr().out
