@@ -58,27 +58,28 @@ def config_from_args(cls, args: argparse.Namespace):
 
 
 # --- commands ----------------------------------------------------------------------------
-def cmd_ingest(args) -> int:
-    from ocr.data.ingest import ingest, summary_table
+def _report(manifest: dict, output: str) -> int:
+    """Print the summary; exit 0 when anything was written, 1 when nothing could be."""
+    from ocr.data.ingest import summary_table
 
-    cfg = config_from_args(C.IngestConfig, args)
-    manifest = ingest(cfg)
     print(summary_table(manifest))
-    print(f"wrote {manifest['counts']['written']} samples to {cfg.output} "
+    print(f"wrote {manifest['counts']['written']} samples to {output} "
           f"in {manifest['_seconds']:.1f}s (manifest.json, rejects.jsonl)")
     return 0 if manifest["counts"]["written"] > 0 else 1
 
 
+def cmd_ingest(args) -> int:
+    from ocr.data.ingest import ingest
+
+    cfg = config_from_args(C.IngestConfig, args)
+    return _report(ingest(cfg), cfg.output)
+
+
 def cmd_synth(args) -> int:
-    from ocr.data.ingest import summary_table
     from ocr.data.synth.job import SynthConfig, synth
 
     cfg = config_from_args(SynthConfig, args)
-    manifest = synth(cfg)
-    print(summary_table(manifest))
-    print(f"rendered {manifest['counts']['written']} samples to {cfg.output} "
-          f"in {manifest['_seconds']:.1f}s")
-    return 0 if manifest["counts"]["written"] > 0 else 1
+    return _report(synth(cfg), cfg.output)
 
 
 def cmd_export_lmdb(args) -> int:

@@ -37,6 +37,27 @@ def load_json(uri: str, s3) -> dict:
     return data
 
 
+def join_annotations(images: list[dict], annotations: list[dict], make_entry) -> list[Entry]:
+    """Entries in ``images`` order: ``make_entry(file_name, annotations_of_it)`` for each image,
+    then an error entry for every annotation whose ``image_id`` names no image."""
+    by_image: dict[str, list[dict]] = {}
+    for ann in annotations:
+        by_image.setdefault(str(ann.get("image_id")), []).append(ann)
+    entries = []
+    for image in images:
+        image_id, name = str(image.get("id")), image.get("file_name")
+        anns = by_image.pop(image_id, [])
+        if not isinstance(name, str) or not name:
+            entries.append(Entry(key=f"image-{image_id}", error="image has no file_name"))
+            continue
+        entries.extend(make_entry(name, anns))
+    for image_id, anns in by_image.items():
+        for ann in anns:
+            entries.append(Entry(key=f"annotation-{ann.get('id')}",
+                                 error=f"image_id {image_id!r} names no image"))
+    return entries
+
+
 class AihubReader(Reader):
     """``AihubReader(uri_of_json, options, s3).entries()``: one entry per (image, annotation)."""
 
@@ -50,28 +71,19 @@ class AihubReader(Reader):
             raise ValueError(  # noqa: TRY004
                 f"{self.uri}: expected lists 'images' and 'annotations' "
                 f"(or 'annoations'), found keys {sorted(data)}")
-        by_image: dict[str, list[dict]] = {}
-        for ann in annotations:
-            by_image.setdefault(str(ann.get("image_id")), []).append(ann)
         root = images_root(self.uri, self.options, self.s3)
-        entries = []
-        for image in images:
-            image_id, name = str(image.get("id")), image.get("file_name")
-            anns = by_image.pop(image_id, [])
-            if not isinstance(name, str) or not name:
-                entries.append(Entry(key=f"image-{image_id}", error="image has no file_name"))
-                continue
+
+        def make_entry(name: str, anns: list[dict]) -> list[Entry]:
             if not anns:
-                entries.append(Entry(key=name, error="no annotation"))
+                return [Entry(key=name, error="no annotation")]
+            out = []
             for ann in anns:
                 text = ann.get("text")
                 if not isinstance(text, str):
-                    entries.append(Entry(key=name, error=f"annotation {ann.get('id')!r}: "
-                                         f"expected a string 'text', found {text!r}"))
+                    out.append(Entry(key=name, error=f"annotation {ann.get('id')!r}: "
+                                     f"expected a string 'text', found {text!r}"))
                 else:
-                    entries.append(image_entry(root, name, key=name, label=text))
-        for image_id, anns in by_image.items():
-            for ann in anns:
-                entries.append(Entry(key=f"annotation-{ann.get('id')}",
-                                     error=f"image_id {image_id!r} names no image"))
-        return entries
+                    out.append(image_entry(root, name, key=name, label=text))
+            return out
+
+        return join_annotations(images, annotations, make_entry)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from ocr.data.formats.aihub import load_json
+from ocr.data.formats.aihub import join_annotations, load_json
 from ocr.data.formats.base import Box, Entry, Reader
 from ocr.data.formats.gt import image_entry, images_root
 
@@ -61,25 +61,13 @@ class CocoReader(Reader):
                 f"{self.uri}: expected COCO lists 'images' and 'annotations', "
                 f"found keys {sorted(data)}")
         categories = {str(c.get("id")): str(c.get("name")) for c in data.get("categories") or []}
-        by_image: dict[str, list[dict]] = {}
-        for ann in annotations:
-            by_image.setdefault(str(ann.get("image_id")), []).append(ann)
         root = images_root(self.uri, self.options, self.s3)
-        entries = []
-        for image in images:
-            image_id, name = str(image.get("id")), image.get("file_name")
-            anns = by_image.pop(image_id, [])
-            if not isinstance(name, str) or not name:
-                entries.append(Entry(key=f"image-{image_id}", error="image has no file_name"))
-                continue
+
+        def make_entry(name: str, anns: list[dict]) -> list[Entry]:
             try:
                 boxes = tuple(annotation_box(a, categories) for a in anns)
             except ValueError as e:
-                entries.append(Entry(key=name, error=str(e)))
-                continue
-            entries.append(image_entry(root, name, key=name, boxes=boxes))
-        for image_id, anns in by_image.items():
-            for ann in anns:
-                entries.append(Entry(key=f"annotation-{ann.get('id')}",
-                                     error=f"image_id {image_id!r} names no image"))
-        return entries
+                return [Entry(key=name, error=str(e))]
+            return [image_entry(root, name, key=name, boxes=boxes)]
+
+        return join_annotations(images, annotations, make_entry)
