@@ -74,6 +74,28 @@ def resolve_charset(spec: str, entries: list[Entry]) -> Charset:
     return load_charset(spec)
 
 
+def chunk_size(readers, given, cap: int) -> int:
+    """Samples per task, a function of the input alone (so reruns write the same shards).
+
+    Aims at 32 tasks or more, each with at least ~1 MB and at most ~16 MB of images
+    (and at most ``cap`` samples), from the mean size of the first few readable images.
+    """
+    n = sum(len(entries) for _, entries in given)
+    sizes = []
+    for reader, (_, entries) in zip(readers, given):
+        for e in entries:
+            if len(sizes) >= 8:
+                break
+            if not e.error:
+                try:
+                    sizes.append(len(reader.load(e)))
+                except OSError:
+                    continue
+    mean = max(1, sum(sizes) // len(sizes)) if sizes else 4096
+    lo, hi = -(-(1 << 20) // mean), min(cap, -(-(16 << 20) // mean))
+    return max(1, min(hi, max(lo, -(-n // 32))))
+
+
 def plan_chunks(readers, given, ratios, size) -> list[Chunk]:
     """Cut every reader's index into chunks of ``size`` entries, with ids and splits fixed."""
     chunks: list[Chunk] = []
@@ -221,7 +243,9 @@ def prepare(cfg: IngestConfig, s3: storage.S3Settings):
                           max_label_length=cfg.max_label_length, height=cfg.height,
                           ctc_width=cfg.ctc_width if task == "recognition" else 0,
                           ctc_stride=cfg.ctc_stride, max_pixels=cfg.max_pixels)
-    chunks = plan_chunks(readers, given, ratios, cfg.shard_size)
+    chunks = plan_chunks(readers, given, ratios, chunk_size(readers, given, cfg.shard_size))
+    for reader in readers:
+        reader.release()
     return readers, chunks, validator
 
 

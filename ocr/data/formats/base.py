@@ -84,6 +84,10 @@ class Reader(ABC):
 
         return storage.read_bytes(entry.path, self.s3)
 
+    def release(self) -> None:
+        """Free what :meth:`load` keeps open in this process (the driver calls it after indexing)."""
+        return None
+
     @property
     def source(self) -> str:
         """The name recorded in the ``source`` column and in rejects."""

@@ -135,6 +135,12 @@ class LmdbReader(Reader):
                     entries.append(Entry(key=key, error=f"label-{key} is not UTF-8: {e}"))
         return entries
 
+    def release(self) -> None:
+        with _LOCK:
+            env = _ENVS.pop((os.getpid(), _normalise(self.uri)), None)
+        if env is not None:
+            env.close()
+
     def load(self, entry: Entry) -> bytes:
         with open_env(self.uri, self.s3).begin() as txn:
             data = txn.get(f"image-{entry.key}".encode())
