@@ -1,0 +1,1 @@
+"""Model families: recognition, detection, orientation. Import-safe (no I/O at import)."""
