@@ -134,25 +134,23 @@ def safe_join(root: str, relative: str) -> str | None:
     Local paths are resolved through symbolic links: directories once each (cached), and
     the file itself only when it is a link, so indexing a large set stays cheap.
     """
-    rel = relative.replace("\\", "/")
-    if rel.startswith("/") or (len(rel) > 1 and rel[1] == ":"):
+    rel = relative.replace("\\", "/") if "\\" in relative else relative
+    if rel.startswith("/") or rel[1:2] == ":":
         return None
-    norm = posixpath.normpath(rel)
-    if norm == ".." or norm.startswith("../"):
-        return None
+    if rel.startswith(".") or "/." in rel or "//" in rel:  # else normalising changes nothing
+        rel = posixpath.normpath(rel)
+        if rel == ".." or rel.startswith("../"):
+            return None
     if is_s3(root):
-        return join(root, norm)
-    base = _real_dir(os.path.abspath(root))
-    full = os.path.join(base, norm)
-    parent = _real_dir(os.path.dirname(full))
-    target = os.path.join(parent, os.path.basename(full))
+        return join(root, rel)
+    base = _real_dir(root)
+    folder, _, name = (base + "/" + rel).rpartition("/")
+    target = _real_dir(folder) + "/" + name
     if os.path.islink(target):
         target = os.path.realpath(target)
-    if target != base and not target.startswith(base + os.sep):
-        return None
-    return target
+    return target if target.startswith(base + "/") else None
 
 
 @lru_cache(maxsize=4096)
 def _real_dir(path: str) -> str:
-    return os.path.realpath(path)
+    return os.path.realpath(os.path.expanduser(path))

@@ -202,10 +202,26 @@ def shard_datasource(read_fns: list, name: str):
     return _Shards()
 
 
+def _chain(fns: list):
+    for fn in fns:
+        yield from fn()
+
+
+def group_tasks(read_fns: list, cpus: float, per_cpu: int = 3) -> list:
+    """Fewer, larger tasks: about ``per_cpu`` per CPU (each Ray task costs tens of ms).
+
+    Chunks stay the unit of output, so the files written do not depend on the grouping.
+    """
+    n = max(1, min(len(read_fns), int(cpus * per_cpu)))
+    bounds = [round(i * len(read_fns) / n) for i in range(n + 1)]
+    return [partial(_chain, read_fns[a:b]) for a, b in zip(bounds, bounds[1:]) if b > a]
+
+
 def run_pipeline(read_fns: list, output: str, task: str, s3: storage.S3Settings,
                  name: str = "Ingest", num_cpus: int | None = None,
                  progress: bool | None = None) -> dict:
     """Read tasks -> fused shard writer on Ray Data; returns the merged statistics."""
+    import ray
     import ray.data
 
     from ocr.runtime import configure_data, ensure_ray
@@ -214,8 +230,8 @@ def run_pipeline(read_fns: list, output: str, task: str, s3: storage.S3Settings,
     if read_fns:
         ensure_ray(num_cpus)
         configure_data(progress)
-        ds = ray.data.read_datasource(shard_datasource(read_fns, name),
-                                      override_num_blocks=len(read_fns))
+        tasks = group_tasks(read_fns, ray.cluster_resources().get("CPU", 1))
+        ds = ray.data.read_datasource(shard_datasource(tasks, name), override_num_blocks=len(tasks))
         ds = ds.map_batches(write_block, batch_size=None, batch_format="pyarrow",
                             zero_copy_batch=True,
                             fn_kwargs={"output": output, "task": task, "s3": s3})

@@ -31,7 +31,8 @@ def read_split(root: str, split: str, columns: list[str] | None = None,
         raise ValueError(f"{root} has no {split!r} shards: found splits {splits}")
     fs, _ = storage.filesystem(root, s3)
     paths = [storage.filesystem(u, s3)[1] for u in uris]
-    return ray.data.read_parquet(paths, filesystem=fs, columns=columns)
+    ds = ray.data.read_parquet(paths, filesystem=fs)
+    return ds.select_columns(columns) if columns else ds
 
 
 class RecognitionCollate:
