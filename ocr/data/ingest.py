@@ -202,9 +202,16 @@ def shard_datasource(read_fns: list, name: str):
     return _Shards()
 
 
-def _chain(fns: list):
-    for fn in fns:
-        yield from fn()
+def _chain(refs: list):
+    """One read task over several chunks, whose functions wait in the object store, so the
+    task itself stays small however many entries the chunks index."""
+    def read_chunks():
+        import ray
+
+        for ref in refs:
+            yield from ray.get(ref)()
+
+    return read_chunks
 
 
 def group_tasks(read_fns: list, cpus: float, per_cpu: int = 3) -> list:
@@ -212,9 +219,12 @@ def group_tasks(read_fns: list, cpus: float, per_cpu: int = 3) -> list:
 
     Chunks stay the unit of output, so the files written do not depend on the grouping.
     """
+    import ray
+
+    read_fns = [ray.put(fn) for fn in read_fns]
     n = max(1, min(len(read_fns), int(cpus * per_cpu)))
     bounds = [round(i * len(read_fns) / n) for i in range(n + 1)]
-    return [partial(_chain, read_fns[a:b]) for a, b in zip(bounds, bounds[1:]) if b > a]
+    return [_chain(read_fns[a:b]) for a, b in zip(bounds, bounds[1:]) if b > a]
 
 
 def run_pipeline(read_fns: list, output: str, task: str, s3: storage.S3Settings,
