@@ -63,7 +63,7 @@ def make_page_set(root: Path, n: int, size=(3000, 2000), seed: int = 0) -> Path:
 class PeakRSS:
     """Samples the summed RSS of this process tree (driver + Ray workers) in a thread."""
 
-    def __init__(self, interval: float = 0.05):
+    def __init__(self, interval: float = 0.25):
         import psutil
 
         self.proc = psutil.Process()
