@@ -132,7 +132,7 @@ class IngestConfig:
     filename_style: str = "prefix"   # filename layout: prefix (LABEL_x.png) or stem (LABEL.png)
     image_root: str | None = None    # where images live when not the layout's default place
     source: str | None = None        # name in the source column; default: the input's name
-    shard_size: int = 1024           # samples per index chunk (one task each)
+    shard_size: int = 1024           # most samples per task (fewer for large images)
     overwrite: bool = False
     num_cpus: int | None = None      # CPUs of a local Ray started for the job
 

@@ -1,12 +1,12 @@
 """``ocr ingest``: any input layout to Parquet shards, a manifest and a rejects file.
 
 The driver indexes every input (cheap: no image is opened), derives or loads the
-charset, marks duplicate ids, and cuts the index into fixed chunks. A Ray Data
-datasource reads one chunk per task (for LMDB, a key range) and validates each sample; a
-fused ``map_batches`` step writes the chunk's rows, split by split, as Parquet and returns
-only small statistics, which the driver merges into ``manifest.json`` and
-``rejects.jsonl``. Chunks and parts are fixed by the input, so reruns write identical
-shards, and memory stays flat whatever the number of images.
+charset, marks duplicate ids, and cuts the index into chunks sized from the input alone.
+A Ray Data datasource reads chunks (for LMDB, key ranges; about three tasks per CPU) and
+validates each sample; a fused ``map_batches`` step writes each chunk's rows, split by
+split, as Parquet and returns only small statistics, which the driver merges into
+``manifest.json`` and ``rejects.jsonl``. Chunks and parts are fixed by the input, so reruns
+write identical shards, and memory stays flat whatever the number of images.
 """
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from functools import partial
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ocr import storage
-from ocr.charset import Charset, load_charset, nfc
+from ocr.charset import Charset, load_charset
 from ocr.config import ConfigError, IngestConfig, parse_split_ratios
 from ocr.data import shards
 from ocr.data.formats import detect_layout, get_reader
@@ -174,9 +175,9 @@ def write_block(block: pa.Table, output: str, task: str, s3: storage.S3Settings)
     """A fused map step: write a block's valid rows, split by split; return its statistics."""
     chunk, part = block["chunk"][0].as_py(), block["part"][0].as_py()
     stats = BlockStats.from_block(block, task)
-    valid = block.filter(pa.compute.is_null(block["reject"]))
+    valid = block.filter(pc.is_null(block["reject"]))
     for split in sorted(set(valid["split"].to_pylist())):
-        rows = valid.filter(pa.compute.equal(valid["split"], split)).select(shards.schema(task).names)
+        rows = valid.filter(pc.equal(valid["split"], split)).select(shards.schema(task).names)
         path = shards.shard_name(split, chunk, part)
         nbytes = shards.write_table(rows.cast(shards.schema(task)), storage.join(output, path), s3)
         stats.shards.append({"path": path, "split": split, "rows": rows.num_rows, "bytes": nbytes})
@@ -349,5 +350,3 @@ def summary_table(manifest: dict) -> str:
                      f"(max CTC steps {ll['max_ctc_steps']})")
     return "\n".join(lines)
 
-
-__all__ = ["ingest", "prepare", "summary_table", "nfc"]
