@@ -1,0 +1,202 @@
+"""Recognition models: every preset builds, runs forward/backward, and keeps its contracts."""
+
+import json
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ocr.charset import ctc_min_steps, load_charset
+from ocr.models.recognition import (
+    TPS,
+    FastFeatures,
+    ResNetFeatures,
+    VGGFeatures,
+    attention_gold,
+    attention_greedy_decode,
+    create_recognizer,
+    ctc_feasible,
+    ctc_greedy_decode,
+    list_recognizers,
+)
+
+CHARSET = load_charset("digits")
+NC = CHARSET.num_classes  # 11
+TINY = ["tiny_crnn", "tiny_trbc", "tiny_trba", "tiny_fast"]
+FULL = ["crnn", "trbc", "trba", "fast"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models gain nothing from threads, and on a busy 2-core box 2 threads are 10x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _targets(labels):
+    enc = [CHARSET.encode(s) for s in labels]
+    out = torch.zeros(len(enc), max(map(len, enc)), dtype=torch.long)
+    for i, e in enumerate(enc):
+        out[i, : len(e)] = torch.tensor(e)
+    return out
+
+
+def test_registry_lists_every_preset():
+    assert set(TINY + FULL) <= set(list_recognizers())
+
+
+@pytest.mark.parametrize("name", TINY)
+def test_tiny_forward_backward(name):
+    torch.manual_seed(0)
+    model = create_recognizer(name, num_classes=NC).train()
+    images = torch.randn(3, 1, 32, 100)
+    targets = _targets(["123", "4", "5566"])
+    lengths = (targets != 0).sum(1)
+    out = model(images, targets)
+    if model.prediction == "ctc":
+        t = model.time_steps(100)
+        assert out.shape == (3, t, NC)
+        assert torch.allclose(out.exp().sum(-1), torch.ones(3, t), atol=1e-4)  # log-probabilities
+        loss = F.ctc_loss(out.transpose(0, 1), targets, torch.full((3,), t), lengths, blank=0)
+    else:
+        assert out.shape == (3, targets.size(1) + 1, NC + 1)
+        loss = F.cross_entropy(out.flatten(0, 1), attention_gold(targets, NC).flatten(), ignore_index=0)
+    assert torch.isfinite(loss)
+    assert torch.allclose(loss, model.loss(out, targets))
+    loss.backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+
+
+@pytest.mark.parametrize("name", ["tiny_fast", "tiny_trba"])
+def test_tiny_models_learn(name):
+    torch.manual_seed(0)
+    model = create_recognizer(name, num_classes=NC).train()
+    images, targets = torch.randn(4, 1, 32, 64), _targets(["12", "345", "6", "7890"])
+    opt = torch.optim.Adam(model.parameters(), 1e-2)
+    losses = []
+    for _ in range(25):
+        loss = model.loss(model(images, targets), targets)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.7 * losses[0]
+
+
+@pytest.mark.parametrize("name", FULL)
+def test_full_presets_forward(name):
+    model = create_recognizer(name, num_classes=NC).eval()
+    with torch.inference_mode():
+        out = model(torch.rand(1, 1, 32, 100))
+    if model.prediction == "ctc":
+        assert out.shape == (1, model.time_steps(100), NC)
+    else:
+        assert out.shape[0] == 1 and 1 <= out.shape[1] <= 26 and out.shape[2] == NC + 1
+    assert len(model.decode(out)) == 1
+
+
+@pytest.mark.parametrize("name", TINY)
+def test_time_steps_match_output(name):
+    model = create_recognizer(name, num_classes=NC).eval()
+    for width in (16, 37, 64, 100, 101, 203):
+        with torch.inference_mode():
+            x = model.features(model.transformation(torch.rand(2, 1, 32, width)))
+        assert x.shape[1] == model.time_steps(width), (name, width)
+
+
+@pytest.mark.parametrize("cls, formula", [
+    (VGGFeatures, lambda w: w // 4 - 1),
+    (ResNetFeatures, lambda w: w // 4 + 1),
+    (FastFeatures, lambda w: math.ceil(w / 4)),
+])
+def test_backbone_time_steps(cls, formula):
+    kwargs = {"widths": (4, 8, 8, 8)} if cls is FastFeatures else {}
+    net = cls(3, 16, **kwargs).eval()
+    for h in (32, 48):
+        for w in (8, 31, 32, 33, 34, 35, 100, 257):
+            with torch.inference_mode():
+                y = net(torch.rand(1, 3, h, w))
+            assert y.shape == (1, net.time_steps(w), 16) and net.time_steps(w) == formula(w)
+
+
+def test_tps_starts_as_identity_and_resizes():
+    tps = TPS(20, in_size=(32, 100), in_channels=1, channels=(4, 8, 8, 16)).eval()
+    x = torch.rand(2, 1, 32, 100)
+    assert torch.allclose(tps(x), x, atol=1e-4)
+    tps2 = TPS(6, in_size=(48, 160), out_size=(32, 100), in_channels=3, channels=(4, 4, 4, 4))
+    assert tps2(torch.rand(2, 3, 48, 160)).shape == (2, 3, 32, 100)
+    assert "grid_matrix" not in tps2.state_dict()
+
+
+@pytest.mark.parametrize("name", TINY + ["trba"])
+def test_arch_config_round_trip(name):
+    model = create_recognizer(name, num_classes=NC, height=32, width=128, hidden=24)
+    cfg = json.loads(json.dumps(model.arch_config()))
+    assert cfg["name"] == name and cfg["hidden"] == 24 and cfg["width"] == 128
+    again = create_recognizer(**cfg)
+    a, b = model.state_dict(), again.state_dict()
+    assert list(a) == list(b)
+    assert all(a[k].shape == b[k].shape for k in a)
+    assert again.arch_config() == cfg
+
+
+def test_registry_errors():
+    with pytest.raises(ValueError, match="unknown recognizer 'nope'"):
+        create_recognizer("nope", num_classes=NC)
+    with pytest.raises(ValueError, match="no parameter"):
+        create_recognizer("tiny_crnn", num_classes=NC, depth=3)
+    with pytest.raises(TypeError):
+        create_recognizer("tiny_crnn", NC)  # keyword-only
+    model = create_recognizer("tiny_crnn", num_classes=NC)
+    with pytest.raises(ValueError, match=r"expected images of shape \(B, 1, H, W\)"):
+        model(torch.rand(1, 3, 32, 100))
+    with pytest.raises(ValueError, match="too small"):
+        model(torch.rand(1, 1, 16, 100))
+
+
+def test_attention_greedy_decode_shapes():
+    torch.manual_seed(0)
+    model = create_recognizer("tiny_trba", num_classes=NC, max_length=6).eval()
+    with torch.inference_mode():
+        out = model(torch.rand(5, 1, 32, 100))
+    assert out.shape[0] == 5 and 1 <= out.shape[1] <= 7 and out.shape[2] == NC + 1
+    decoded = model.decode(out)
+    assert len(decoded) == 5
+    assert all(len(ix) <= 6 and all(1 <= i < NC for i in ix) and 0 < c <= 1 for ix, c in decoded)
+
+
+def test_attention_gold_and_decode_by_hand():
+    eos = NC
+    targets = torch.tensor([[3, 4, 0], [5, 0, 0], [1, 2, 3]])
+    assert attention_gold(targets, eos).tolist() == [[3, 4, eos, 0], [5, eos, 0, 0], [1, 2, 3, eos]]
+    logits = torch.full((2, 4, NC + 1), -10.0)
+    for b, row in enumerate([[3, 4, eos, 7], [2, 2, 2, 2]]):
+        for t, i in enumerate(row):
+            logits[b, t, i] = 10.0
+    (ix0, c0), (ix1, c1) = attention_greedy_decode(logits, eos)
+    assert ix0 == [3, 4] and ix1 == [2, 2, 2, 2]
+    assert c0 == pytest.approx(1.0, abs=1e-6) and c1 == pytest.approx(1.0, abs=1e-6)
+    assert CHARSET.decode(ix0) == "23"
+
+
+def test_ctc_greedy_decode_by_hand():
+    # frames: a a _ a b b _  -> "a a b"   (a = class 1, b = class 2, _ = blank 0)
+    best = [1, 1, 0, 1, 2, 2, 0]
+    p = torch.full((1, 7, 3), 0.1)
+    for t, i in enumerate(best):
+        p[0, t, i] = 0.8
+    (ix, conf), = ctc_greedy_decode(p.log())
+    assert ix == [1, 1, 2]
+    assert conf == pytest.approx(0.8 ** 7, rel=1e-5)
+    (ix, conf), = ctc_greedy_decode(p.log(), lengths=torch.tensor([3]))
+    assert ix == [1] and conf == pytest.approx(0.8 ** 3, rel=1e-5)
+    assert CHARSET.decode([1, 1, 2]) == "001"
+
+
+def test_ctc_feasible():
+    assert ctc_feasible(ctc_min_steps("1122"), 6) and not ctc_feasible(ctc_min_steps("1122"), 5)
+    assert ctc_feasible([3, 24, 25], 24).tolist() == [True, True, False]
