@@ -122,12 +122,17 @@ def plan_chunks(readers, given, ratios, size) -> list[Chunk]:
     return chunks
 
 
+def new_row(sid: str, key: str, source: str, split: str) -> dict:
+    """A shard row before validation fills it in (or marks it rejected)."""
+    return {"id": sid, "key": key, "source": source, "split": split,
+            "image": None, "reject": None, "detail": None, "dropped": []}
+
+
 def _validated_rows(chunk: Chunk, validator: Validator):
     """Yield (row, nbytes) for every entry of the chunk: a shard row or a reject row."""
     source = chunk.reader.source
     for entry, sid, split, dup in zip(chunk.entries, chunk.ids, chunk.splits, chunk.duplicates):
-        row = {"id": sid, "key": entry.key, "source": source, "split": split,
-               "image": None, "reject": None, "detail": None, "dropped": []}
+        row = new_row(sid, entry.key, source, split)
         try:
             if entry.error:
                 raise Reject(index_reason(entry.error), entry.error)
@@ -151,15 +156,15 @@ def read_chunk(chunk: Chunk, validator: Validator):
     rows, nbytes, part = [], 0, 0
     for row, size in _validated_rows(chunk, validator):
         if rows and nbytes + size > PART_BYTES:
-            yield _block(rows, chunk.index, part, validator.task)
+            yield to_block(rows, chunk.index, part, validator.task)
             rows, nbytes, part = [], 0, part + 1
         rows.append(row)
         nbytes += size
     if rows:
-        yield _block(rows, chunk.index, part, validator.task)
+        yield to_block(rows, chunk.index, part, validator.task)
 
 
-def _block(rows: list[dict], chunk: int, part: int, task: str) -> pa.Table:
+def to_block(rows: list[dict], chunk: int, part: int, task: str) -> pa.Table:
     schema = shards.schema(task)
     extra = pa.schema([("reject", pa.string()), ("detail", pa.string()),
                        ("dropped", pa.list_(pa.string())), ("chunk", pa.int32()),

@@ -18,7 +18,7 @@ from ocr import storage
 from ocr.charset import Charset, load_charset
 from ocr.config import ConfigError, parse_split_ratios
 from ocr.data.formats.base import Box, Entry
-from ocr.data.ingest import _block, build_manifest, check_output, finish, run_pipeline
+from ocr.data.ingest import build_manifest, check_output, finish, new_row, run_pipeline, to_block
 from ocr.data.validate import Reject, Validator, sample_id, split_of
 
 STYLE_PRESETS = {
@@ -166,12 +166,11 @@ class Renderer:
         for i in range(start, stop):
             key = f"{i:09d}"
             sid = sample_id(cfg.source, key)
-            row = {"id": sid, "key": key, "source": cfg.source, "split": split_of(sid, self.ratios),
-                   "image": None, "reject": None, "detail": None, "dropped": []}
+            row = new_row(sid, key, cfg.source, split_of(sid, self.ratios))
             data, entry = self.sample(source, rng)
             try:
                 dropped: list[str] = []
-                size = self.validator.image(data) if cfg.kind == "page" else _png_size(data)
+                size = self.validator.image(data)
                 if task == "recognition":
                     row["label"] = self.validator.label(entry.label, size, dropped)
                 else:
@@ -181,14 +180,7 @@ class Renderer:
             except Reject as r:
                 row.update(reject=r.reason, detail=r.detail)
             rows.append(row)
-        yield _block(rows, index, 0, task)
-
-
-def _png_size(data: bytes) -> tuple[int, int]:
-    from PIL import Image
-
-    with Image.open(io.BytesIO(data)) as im:
-        return im.size
+        yield to_block(rows, index, 0, task)
 
 
 def synth(cfg: SynthConfig, progress: bool | None = None) -> dict:
