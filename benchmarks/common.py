@@ -97,9 +97,12 @@ class PeakRSS:
         self._thread.join()
 
 
-def run_json(args: list[str], timeout: float = 900) -> dict:
-    """Run a Python child that prints one JSON line last; returns it."""
-    out = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=timeout)
+def run_json(args: list[str], timeout: float = 900, cores: str | None = None) -> dict:
+    """Run a Python child that prints one JSON line last; returns it. ``cores`` pins the
+    child and everything it starts to those CPUs (``taskset -c``)."""
+    prefix = ["taskset", "-c", cores] if cores else []
+    out = subprocess.run([*prefix, sys.executable, *args], capture_output=True, text=True,
+                         timeout=timeout)
     if out.returncode != 0:
         raise RuntimeError(f"{args} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])

@@ -108,6 +108,11 @@ def measure(label: str, gt: Path, repeats: int) -> dict:
     base = baseline(gt)
     two = run_json([__file__, "--child", str(gt), "--cpus", "2", "--repeats", str(repeats)])
     one = run_json([__file__, "--child", str(gt), "--cpus", "1", "--repeats", str(repeats)])
+    # The same, with the whole process tree (driver, raylet, workers) pinned to 1 or 2 cores.
+    pin1 = run_json([__file__, "--child", str(gt), "--cpus", "1", "--repeats", str(repeats)],
+                    cores="0")
+    pin2 = run_json([__file__, "--child", str(gt), "--cpus", "2", "--repeats", str(repeats)],
+                    cores="0,1")
     print(f"\n== {label}: {two['n']} images ==")
     print(f"baseline (1 process, decode + LMDB)   {base:10.0f} img/s")
     print(f"ray 2 CPUs, warm                      {two['warm_ips']:10.0f} img/s   "
@@ -115,11 +120,14 @@ def measure(label: str, gt: Path, repeats: int) -> dict:
     print(f"ray 2 CPUs, end to end (start incl.)  {two['end_to_end_ips']:10.0f} img/s   "
           f"{two['end_to_end_ips'] / base:5.2f}x baseline")
     print(f"ray 1 CPU, warm                       {one['warm_ips']:10.0f} img/s   "
-          f"scaling 1->2 CPUs {two['warm_ips'] / one['warm_ips']:.2f}x")
+          f"scaling 1->2 Ray CPUs {two['warm_ips'] / one['warm_ips']:.2f}x "
+          "(the driver keeps the other core)")
+    print(f"pinned to 1 core / 2 cores, warm      {pin1['warm_ips']:10.0f} / {pin2['warm_ips']:.0f} img/s   "
+          f"scaling 1->2 cores {pin2['warm_ips'] / pin1['warm_ips']:.2f}x")
     print(f"ray start-up + shutdown               {two['init_s']:6.2f} s + {two['shutdown_s']:.2f} s "
           f"= {two['init_s'] + two['shutdown_s']:.2f} s")
     print(f"peak memory (driver + workers)        {two['peak_rss_mb']:10.0f} MB")
-    return {"baseline_ips": base, "two": two, "one": one}
+    return {"baseline_ips": base, "two": two, "one": one, "pinned": (pin1, pin2)}
 
 
 def main() -> None:
