@@ -15,7 +15,7 @@ import numpy as np
 
 from ocr import storage
 from ocr.charset import Charset
-from ocr.data.images import Preprocess, decode
+from ocr.data.images import Preprocess, preprocess_bytes
 from ocr.data.shards import read_manifest, shard_uris
 
 
@@ -50,12 +50,8 @@ class RecognitionCollate:
         self.max_pixels = max_pixels
 
     def arrays(self, batch: dict) -> dict[str, np.ndarray]:
-        images = [decode(bytes(b), self.max_pixels) for b in batch["image"]]
-        width = None
-        if self.bucket:
-            width = self.preprocess.bucket_width(
-                [self.preprocess.resized_width(*im.size) for im in images])
-        x = self.preprocess(images, width)
+        x = preprocess_bytes([bytes(b) for b in batch["image"]], self.preprocess, self.bucket,
+                             self.max_pixels)
         encoded = [self.charset.encode(str(t)) for t in batch["label"]]
         lengths = np.array([len(e) for e in encoded], dtype=np.int64)
         targets = np.zeros((len(encoded), max(1, int(lengths.max(initial=1)))), dtype=np.int64)
