@@ -110,6 +110,81 @@ def cmd_manifest(args) -> int:
     return 0
 
 
+def cmd_train(args) -> int:
+    from ocr.train.config import TrainConfig
+    from ocr.train.run import train
+
+    cfg = config_from_args(TrainConfig, args)
+    try:
+        summary = train(cfg)
+    except Exception as e:  # Ray wraps the worker's exception: show its reason, not the stack
+        reason = str(e).strip().splitlines()
+        diverged = [line for line in reason if "TrainingDiverged" in line]
+        if not diverged:
+            raise
+        print(f"ocr train: {diverged[-1].split('TrainingDiverged: ')[-1]}", file=sys.stderr)
+        return 3
+    m = summary.get("metrics") or {}
+    best = ", ".join(f"{k[4:]} {v:.4f}" for k, v in m.items() if k.startswith("val_") and v is not None)
+    print(f"run {summary['run']}: best {best} at step {summary.get('best_step')}\n"
+          f"best checkpoint: {summary.get('best')}")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from ocr.eval.recognition import EvalConfig, evaluate
+
+    s = evaluate(config_from_args(EvalConfig, args))
+    print(f"{s['samples']} lines: CER {s['cer']:.4f}  NED {s['ned']:.4f}  char accuracy "
+          f"{s['char_accuracy']:.4f}  word accuracy {s['word_accuracy']:.4f}  "
+          f"({s['unreadable']} unreadable, {s['lines_per_s']} lines/s)\nwrote {s['output']}/"
+          "predictions.csv, summary.json, report.html")
+    return 0
+
+
+def cmd_recognize(args) -> int:
+    from pathlib import Path
+
+    from ocr.infer import LineReader
+
+    reader = LineReader.load(args.checkpoint)
+    results = reader.read([Path(p).read_bytes() for p in args.images])
+    for path, (text, conf) in zip(args.images, results):
+        if args.json:
+            print(json.dumps({"image": path, "text": text, "confidence": round(conf, 5)},
+                             ensure_ascii=False))
+        else:
+            print(f"{path}\t{text}\t{conf:.4f}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    import torch
+
+    from ocr.export import assert_parity, check_parity, export_recognizer
+    from ocr.train import checkpoint
+
+    model, meta = checkpoint.load(args.checkpoint)
+    paths = export_recognizer(model, meta, args.output, tuple(args.formats))
+    p = meta["preprocess"]
+    images = torch.rand(4, p["channels"], p["height"], p["width"], generator=torch.Generator().manual_seed(0))
+    report = check_parity(model, args.output, (images - 0.5) / 0.5)
+    for fmt, path in paths.items():
+        print(f"{fmt}: {path}  max |diff| vs eager {report[fmt]['max_abs_diff']:.2e}  "
+              f"same decoding: {report[fmt]['same_decoding']}")
+    assert_parity(report)
+    return 0
+
+
+def cmd_models(args) -> int:
+    from ocr.models.detection import list_detectors
+    from ocr.models.recognition import list_recognizers
+
+    print("recognition: " + ", ".join(list_recognizers()))
+    print("detection:   " + ", ".join(list_detectors()))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from ocr.data.synth.job import SynthConfig
 
@@ -134,6 +209,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("spec")
     p.add_argument("--symbols", action="store_true", help="list the symbols too")
     p.set_defaults(func=cmd_charset)
+
+    from ocr.eval.recognition import EvalConfig
+    from ocr.train.config import TrainConfig
+
+    p = sub.add_parser("train", help="train a model on shards with Ray Train (ocr train recognition ...)")
+    add_config_args(p, TrainConfig, positional=("task",))
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="evaluate a checkpoint on shards or a raw labelled set")
+    add_config_args(p, EvalConfig, positional=("checkpoint", "data"))
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("recognize", help="read text lines with a checkpoint")
+    p.add_argument("checkpoint")
+    p.add_argument("images", nargs="+")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.set_defaults(func=cmd_recognize)
+
+    p = sub.add_parser("export", help="export a checkpoint to TorchScript and ONNX, with a parity check")
+    p.add_argument("checkpoint")
+    p.add_argument("--output", required=True)
+    p.add_argument("--formats", nargs="+", default=["torchscript", "onnx"])
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("models", help="list the model presets")
+    p.set_defaults(func=cmd_models)
 
     p = sub.add_parser("manifest", help="print the summary of a shard folder")
     p.add_argument("shards")

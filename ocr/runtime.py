@@ -9,12 +9,14 @@ import sys
 _QUIET_LOGGERS = ("ray", "ray.data", "ray.train", "ray.tune", "ray.serve")
 
 
-def ensure_ray(num_cpus: int | None = None, address: str | None = None, quiet: bool = True) -> None:
+def ensure_ray(num_cpus: int | None = None, address: str | None = None, quiet: bool = True,
+               dashboard: bool = False) -> None:
     """Initialise Ray once per process.
 
     Uses ``address`` or ``RAY_ADDRESS`` when set (a cluster, or ``ray start --head``);
-    otherwise starts a local Ray with ``num_cpus`` (default: all cores) and no dashboard,
-    which keeps start-up short on a laptop.
+    otherwise starts a local Ray with ``num_cpus`` (default: all cores). The dashboard
+    (and the state API behind it) is started only when asked: data jobs start faster
+    without it; Ray Train and Tune need it to watch their actors.
     """
     import ray
 
@@ -23,12 +25,14 @@ def ensure_ray(num_cpus: int | None = None, address: str | None = None, quiet: b
     if quiet:
         for name in _QUIET_LOGGERS:
             logging.getLogger(name).setLevel(logging.WARNING)
+    # Ray Train's print patch would echo each worker's print twice on the console.
+    os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")
     address = address or os.environ.get("RAY_ADDRESS")
     kwargs = dict(logging_level=logging.WARNING if quiet else logging.INFO, log_to_driver=True)
     if address:
         ray.init(address=address, **kwargs)
         return
-    ray.init(num_cpus=num_cpus, include_dashboard=False, **kwargs)
+    ray.init(num_cpus=num_cpus, include_dashboard=dashboard, **kwargs)
 
 
 def configure_data(progress: bool | None = None) -> None:

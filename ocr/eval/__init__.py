@@ -1,0 +1,1 @@
+"""Evaluation of text recognition: metrics and reports."""

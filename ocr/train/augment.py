@@ -1,0 +1,67 @@
+"""Online augmentation of preprocessed text-line batches, on the training device.
+
+Works on the normalised (B, C, H, W) batch that ``Preprocess`` makes, so it adds no decode
+or resize work and never changes what serving sees. ``strength`` in [0, 1] scales every
+effect; at 1 a line is rotated by up to 3 degrees, sheared by up to 0.3, scaled by up to
+10% and shifted by up to 2 pixels, blurred, darkened or lightened, and given noise.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def _uniform(n: int, limit: float, g: torch.Generator, device) -> Tensor:
+    return (torch.rand(n, generator=g, device=device) * 2 - 1) * limit
+
+
+def random_affine(x: Tensor, strength: float, g: torch.Generator) -> Tensor:
+    """Small rotation, shear, scale and shift per sample (border pixels fill the gaps)."""
+    b, _, h, w = x.shape
+    dev = x.device
+    angle = _uniform(b, math.radians(3) * strength, g, dev)
+    shear = _uniform(b, 0.3 * strength, g, dev)
+    scale = 1 + _uniform(b, 0.1 * strength, g, dev)
+    shift_x = _uniform(b, 2 * strength, g, dev) * 2 / w
+    shift_y = _uniform(b, 2 * strength, g, dev) * 2 / h
+    aspect = h / w  # grid coordinates are normalised per axis: rotate in pixel space
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack([
+        torch.stack([cos, -sin * aspect + shear * aspect, shift_x], 1),
+        torch.stack([sin / aspect, cos, shift_y], 1),
+    ], 1)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def random_blur(x: Tensor, strength: float, g: torch.Generator) -> Tensor:
+    """A 3x3 Gaussian blur on about half of the samples."""
+    sigma = 0.3 + 0.7 * strength
+    k = torch.exp(-torch.tensor([1.0, 0.0, 1.0], device=x.device) / (2 * sigma**2))
+    kernel = (k[:, None] * k[None, :]) / (k.sum() ** 2)
+    c = x.shape[1]
+    blurred = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), kernel.expand(c, 1, 3, 3), groups=c)
+    pick = (torch.rand(x.shape[0], 1, 1, 1, generator=g, device=x.device) < 0.5).to(x.dtype)
+    return pick * blurred + (1 - pick) * x
+
+
+def random_photometric(x: Tensor, strength: float, g: torch.Generator) -> Tensor:
+    """Contrast and brightness per sample, then Gaussian noise."""
+    b, dev = x.shape[0], x.device
+    contrast = 1 + _uniform(b, 0.4 * strength, g, dev).view(b, 1, 1, 1)
+    brightness = _uniform(b, 0.3 * strength, g, dev).view(b, 1, 1, 1)
+    noise = torch.randn(x.shape, generator=g, device=dev) * (0.06 * strength)
+    return x * contrast + brightness + noise
+
+
+def augment_batch(x: Tensor, strength: float, g: torch.Generator) -> Tensor:
+    """Every effect above at ``strength``; identity at 0."""
+    if strength <= 0:
+        return x
+    x = random_affine(x, strength, g)
+    x = random_blur(x, strength, g)
+    return random_photometric(x, strength, g)

@@ -1,0 +1,247 @@
+"""The one Ray Train worker loop, for every task (see :mod:`ocr.train.task`).
+
+Per step: forward and loss (autocast on CUDA), backward, one all-reduce (``dist``),
+gradient clipping, then the optimiser step, unless the step is bad (NaN/inf loss or
+gradient): bad steps are skipped and counted, and ``max_bad_steps`` in a row stop the run
+with :class:`TrainingDiverged`. Every ``val_every`` steps (and at the end) the workers
+validate, rank 0 writes a checkpoint and every worker reports it to Ray Train.
+
+Resuming (a worker failure retried by ``FailureConfig``, or the same run started again)
+restores model, optimiser, scheduler, counters, and the ids of the samples already
+trained in the current epoch, which the rest of that epoch skips.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+from ocr.train import checkpoint, dist
+from ocr.train.augment import augment_batch
+from ocr.train.config import TrainConfig
+from ocr.train.runlog import RunLog
+
+
+class TrainingDiverged(RuntimeError):
+    """Too many NaN/inf steps in a row."""
+
+
+@dataclass
+class State:
+    step: int = 0
+    epoch: int = 0
+    samples: int = 0
+    bad_steps: int = 0
+    bad_in_row: int = 0
+    unalignable: int = 0
+    epoch_seen: list[int] = field(default_factory=list)  # ids trained in the current epoch
+    best: float | None = None
+    best_step: int = 0
+    restarts: int = 0  # times this run continued from a checkpoint
+
+
+def step_is_good(st: State, loss: float, grad_norm: float, cfg: TrainConfig) -> bool:
+    """The CTC guard: a NaN/inf loss or gradient norm is a bad step, skipped and counted;
+    ``cfg.max_bad_steps`` bad steps in a row raise :class:`TrainingDiverged`."""
+    if math.isfinite(loss) and math.isfinite(grad_norm):
+        st.bad_in_row = 0
+        return True
+    st.bad_steps += 1
+    st.bad_in_row += 1
+    if st.bad_in_row >= cfg.max_bad_steps:
+        raise TrainingDiverged(
+            f"{st.bad_in_row} bad steps in a row (NaN/inf loss or gradient) at step {st.step}: "
+            f"training stopped. Lower --lr (now {cfg.lr}), raise --warmup-steps, or check the data "
+            "for labels the model cannot align (see 'unalignable' in metrics.csv).")
+    return False
+
+
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.optimizer == "adadelta":
+        return torch.optim.Adadelta(params, lr=cfg.lr, rho=0.95, eps=1e-8, weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def lr_factor(step: int, cfg: TrainConfig, total: int) -> float:
+    """Linear warm-up, then constant, cosine to 5%, or one-cycle (cosine from the peak to 0)."""
+    if cfg.warmup_steps and step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    if cfg.schedule == "constant":
+        return 1.0
+    progress = min(1.0, (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps))
+    floor = 0.05 if cfg.schedule == "cosine" else 0.0
+    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def autocast(cfg: TrainConfig, device: torch.device):
+    bf16 = device.type == "cuda" and cfg.precision in ("auto", "bf16") and torch.cuda.is_bf16_supported()
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
+
+
+class Loop:
+    def __init__(self, config: dict):
+        import logging
+
+        import ray.train
+        import ray.train.torch
+
+        for name in ("ray.train", "ray.train.v2._internal.execution.context"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+        self.cfg: TrainConfig = config["cfg"]
+        self.task = config["task"]
+        self.total_steps: int = config["total_steps"]
+        self.run_dir: str = config["run_dir"]
+        torch.set_num_threads(config["threads"])
+        ctx = ray.train.get_context()
+        self.rank, self.world = ctx.get_world_rank(), ctx.get_world_size()
+        self.device = ray.train.torch.get_device()
+        torch.manual_seed(self.cfg.seed)
+        self.model = self.task.build_model().to(self.device)
+        self.opt = make_optimizer(self.model, self.cfg)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(
+            self.opt, lambda s: lr_factor(s, self.cfg, self.total_steps))
+        self.state = State()
+        self._restore(ray.train.get_checkpoint())
+        dist.broadcast_model(self.model)
+        seed = self.cfg.seed * 7919 + self.rank + self.state.step
+        self.gen = torch.Generator(self.device).manual_seed(seed)
+        self.log = RunLog(self.run_dir, self.task.val_columns, self.state.step, self.total_steps) \
+            if self.rank == 0 else None
+
+    def _restore(self, ckpt) -> None:
+        if ckpt is None:
+            return
+        with ckpt.as_directory() as folder:
+            weights = torch.load(os.path.join(folder, checkpoint.MODEL_FILE), map_location=self.device,
+                                 weights_only=True)
+            saved = torch.load(os.path.join(folder, checkpoint.STATE_FILE), map_location=self.device,
+                               weights_only=True)
+        self.model.load_state_dict(weights)
+        self.opt.load_state_dict(saved["optimizer"])
+        self.sched.load_state_dict(saved["scheduler"])
+        self.state = State(**saved["state"])
+        self.state.restarts += 1
+        if self.rank == 0:
+            print(f"resumed at step {self.state.step}, epoch {self.state.epoch} "
+                  f"({len(self.state.epoch_seen)} samples of this epoch already trained)", flush=True)
+
+    # --- the loop -----------------------------------------------------------------------
+    def run(self) -> None:
+        st = self.state
+        while st.step < self.total_steps:
+            seen = frozenset(st.epoch_seen)
+            mine = list(st.epoch_seen) if self.rank == 0 else []
+            batches = iter(self.task.train_batches(st.epoch, seen))
+            while st.step < self.total_steps:
+                batch = next(batches, None)
+                ids = self._step(batch)
+                if ids is None:
+                    break  # every worker has finished the epoch
+                mine += ids
+                if st.step % self.cfg.val_every == 0 or st.step == self.total_steps:
+                    st.epoch_seen = dist.gather_ints(mine)
+                    mine = list(st.epoch_seen) if self.rank == 0 else []
+                    self._validate_and_report()
+            else:
+                break
+            st.epoch += 1
+            st.epoch_seen = []
+        if self.log:
+            self.log.close()
+
+    def _step(self, batch: dict | None) -> list[int] | None:
+        """One synchronised step; returns this worker's sample ids, None when the epoch is over."""
+        cfg, st = self.cfg, self.state
+        self.model.train()
+        self.opt.zero_grad(set_to_none=True)
+        n, loss_sum, extra, ids = 0, 0.0, [0.0] * len(self.task.extra_names), []
+        if batch is not None and "images" in batch:
+            ids = batch.pop("ids").tolist()
+            batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+            batch["images"] = augment_batch(batch["images"], cfg.augment, self.gen)
+            with autocast(cfg, self.device):
+                loss, extra = self.task.loss(self.model, batch)
+            loss.backward()
+            n, loss_sum = len(ids), float(loss.detach()) * len(ids)
+        totals = dist.sync_step(self.model, n, [loss_sum, *extra])
+        if totals[0] == 0:
+            return None
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip or float("inf"))
+        loss = float(totals[1] / totals[0])
+        if step_is_good(st, loss, float(norm), cfg):
+            self.opt.step()
+        self.sched.step()
+        st.step += 1
+        st.samples += int(totals[0])
+        st.unalignable += int(sum(totals[2:3]))
+        self._maybe_fault()
+        if self.log and (st.step % cfg.log_every == 0 or st.step == 1):
+            self._log_train(loss)
+        return ids
+
+    def _maybe_fault(self) -> None:
+        """Fault injection for tests: the last worker dies once at ``fault_at_step``."""
+        step = self.cfg.fault_at_step
+        if step and self.state.step == step and self.rank == self.world - 1:
+            tag = hashlib.sha1(self.run_dir.encode()).hexdigest()[:12]
+            marker = os.path.join(tempfile.gettempdir(), f"ocr-fault-{tag}")
+            if not os.path.exists(marker):
+                open(marker, "w").close()
+                # Ray Train's controller collects reports every 2 s: give it the last one first.
+                time.sleep(5)
+                print(f"fault injection: worker {self.rank} exits at step {step}", flush=True)
+                os._exit(1)
+
+    def _log_train(self, loss: float) -> None:
+        st = self.state
+        rate = self.log.rate(st.samples)
+        print(self.log.progress(st.step, st.epoch, loss, rate), flush=True)
+        self.log.write({"step": st.step, "epoch": st.epoch, "samples": st.samples,
+                        "lr": self.sched.get_last_lr()[0], "loss": loss, "samples_per_s": rate,
+                        "bad_steps": st.bad_steps, "unalignable": st.unalignable})
+
+    # --- validation and checkpoints -------------------------------------------------------
+    def _validate_and_report(self) -> None:
+        import ray.train
+
+        dist.average_buffers(self.model)
+        self.model.eval()
+        sums = torch.tensor(self.task.validate(self.model, self.device), dtype=torch.float64)
+        metrics = self.task.val_metrics(dist.all_reduce(sums.to(self.device)).cpu().tolist())
+        st = self.state
+        score = metrics[self.task.metric]
+        better = st.best is None or (score < st.best if self.task.mode == "min" else score > st.best)
+        if better:
+            st.best, st.best_step = score, st.step
+        metrics.update(step=st.step, epoch=st.epoch, samples=st.samples, bad_steps=st.bad_steps,
+                       unalignable=st.unalignable, restarts=st.restarts)
+        with tempfile.TemporaryDirectory() as tmp:
+            ckpt = None
+            if self.rank == 0:
+                self._write_checkpoint(tmp, metrics)
+                ckpt = ray.train.Checkpoint.from_directory(tmp)
+            ray.train.report(metrics, checkpoint=ckpt, checkpoint_dir_name=f"checkpoint-{st.step:07d}")
+
+    def _write_checkpoint(self, folder: str, metrics: dict) -> None:
+        st = self.state
+        meta = {**self.task.model_meta(), "metrics": metrics, "step": st.step, "epoch": st.epoch,
+                "config": asdict(self.cfg)}
+        state = {"optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
+                 "state": asdict(st)}
+        checkpoint.save(folder, self.model, meta, state)
+        print(f"step {st.step}: " + "  ".join(
+            f"{k[4:]} {v:.4f}" for k, v in metrics.items() if k.startswith("val_") and v is not None
+        ) + f"  (best {self.task.metric[4:]} {st.best:.4f} at step {st.best_step})", flush=True)
+        self.log.write({k: v for k, v in metrics.items()} | {"loss": None})
+        self.log.flush()
+
+
+def train_loop_per_worker(config: dict) -> None:
+    Loop(config).run()

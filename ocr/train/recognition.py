@@ -1,0 +1,210 @@
+"""The recognition task: shards of text lines -> a CTC or attention recogniser."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ocr.charset import Charset
+from ocr.config import ConfigError
+from ocr.data.images import Preprocess
+from ocr.data.loader import RecognitionCollate, read_split
+from ocr.eval.metrics import TextMetrics
+from ocr.train import checkpoint
+from ocr.train.config import TrainConfig
+from ocr.train.task import ids_to_ints, load_manifest, split_rows
+
+
+class TrainCollate(RecognitionCollate):
+    """The loader's collate, minus samples already trained this epoch, plus their ids."""
+
+    def __init__(self, charset, preprocess, skip: frozenset[int] = frozenset()):
+        super().__init__(charset, preprocess)
+        self.skip = skip
+
+    def __call__(self, batch: dict):
+        ids = ids_to_ints(batch["id"])
+        if self.skip:
+            keep = np.array([i not in self.skip for i in ids.tolist()], dtype=bool)
+            batch = {k: v[keep] for k, v in batch.items()}
+            ids = ids[keep]
+        if len(ids) == 0:
+            return {"ids": torch.from_numpy(ids)}
+        out = {k: torch.from_numpy(v) for k, v in self.arrays(batch).items()}
+        out["ids"] = torch.from_numpy(ids)
+        return out
+
+
+def _numpy_collate(cls, *args):
+    from ray.data.collate_fn import NumpyBatchCollateFn
+
+    return type(cls.__name__, (cls, NumpyBatchCollateFn), {})(*args)
+
+
+def _repeats(targets: torch.Tensor) -> torch.Tensor:
+    return ((targets[:, 1:] == targets[:, :-1]) & (targets[:, 1:] != 0)).sum(1)
+
+
+class RecognitionTask:
+    name = "recognition"
+    metric, mode = "val_cer", "min"
+    val_columns = ["val_loss", "val_cer", "val_ned", "val_char_accuracy", "val_word_accuracy",
+                   "val_samples"]
+    extra_names = ["unalignable"]
+
+    def __init__(self, cfg: TrainConfig):
+        self.cfg = cfg
+        manifest = load_manifest(cfg, "recognition")
+        if not manifest.get("charset"):
+            raise ConfigError(f"data {cfg.data}: its manifest has no charset")
+        data_charset = Charset.from_json(manifest["charset"])
+        self.train_rows = split_rows(manifest, cfg.train_split)
+        self.preprocess = Preprocess(height=cfg.height, width=cfg.width, keep_ratio=cfg.keep_ratio,
+                                     channels=cfg.channels)
+        if cfg.init_from:
+            self.charset, self.arch = self._from_checkpoint(data_charset)
+        else:
+            self.charset = data_charset
+            self.arch = self._arch(cfg.model, cfg.model_overrides())
+        self._check_feasible(manifest.get("label_length") or {})
+
+    def _arch(self, name: str, overrides: dict) -> dict:
+        from ocr.models.recognition import create_recognizer
+
+        p = self.preprocess
+        try:
+            model = create_recognizer(name, num_classes=self.charset.num_classes, height=p.height,
+                                      width=p.width, channels=p.channels, **overrides)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"model: {e}") from None
+        self.time_steps = model.time_steps(p.width) if model.prediction == "ctc" else None
+        self.max_length = getattr(model.head, "max_length", None)
+        return model.arch_config()
+
+    def _from_checkpoint(self, data_charset: Charset) -> tuple[Charset, dict]:
+        meta = checkpoint.read_meta(self.cfg.init_from)
+        if meta["task"] != "recognition":
+            raise ConfigError(f"init_from {self.cfg.init_from} is a {meta['task']} checkpoint")
+        old = Charset.from_json(meta["charset"])
+        new_symbols = [s for s in data_charset.symbols if s not in old]
+        charset = old
+        if new_symbols and not self.cfg.extend_charset:
+            raise ConfigError(
+                f"init_from {self.cfg.init_from}: its charset ({old.hash}) lacks {len(new_symbols)} "
+                f"symbol(s) of the data's ({data_charset.hash}): {''.join(new_symbols[:40])!r}. "
+                f"Difference: {old.describe_difference(data_charset)}. "
+                "Pass --extend-charset to add them as new classes.")
+        if new_symbols:
+            charset = old.union(data_charset)
+        self.preprocess = Preprocess.from_json(meta["preprocess"])
+        arch = dict(meta["arch"])
+        name = arch.pop("name")
+        for key in ("num_classes", "height", "width", "channels"):
+            arch.pop(key)
+        self.charset = charset
+        return charset, self._arch(name, arch)
+
+    def _check_feasible(self, label_length: dict) -> None:
+        longest, steps = label_length.get("max", 0), label_length.get("max_ctc_steps", 0)
+        if self.time_steps is not None and steps > self.time_steps:
+            raise ConfigError(
+                f"labels need up to {steps} CTC steps (length plus adjacent repeats) but "
+                f"{self.arch['name']} at width {self.preprocess.width} gives {self.time_steps}: "
+                "raise --width or ingest with --max-label-length")
+        if self.max_length is not None and longest > self.max_length:
+            raise ConfigError(f"labels have up to {longest} symbols but {self.arch['name']} decodes "
+                              f"at most max_length={self.max_length}: set --model-set max_length=N")
+
+    # --- on the driver ----------------------------------------------------------------
+    def datasets(self) -> dict:
+        """Training data streams through Ray Data; validation is read by each worker."""
+        cols = ["id", "image", "label"]
+        return {"train": read_split(self.cfg.data, self.cfg.train_split, cols)}
+
+    def model_meta(self) -> dict:
+        return {"task": "recognition", "arch": self.arch, "charset": self.charset.to_json(),
+                "preprocess": self.preprocess.to_json()}
+
+    # --- in the workers ---------------------------------------------------------------
+    def build_model(self) -> torch.nn.Module:
+        model = checkpoint.build_model(self.model_meta())
+        if self.cfg.init_from:
+            self._load_init(model)
+        return model
+
+    def _load_init(self, model: torch.nn.Module) -> None:
+        """Old weights; with a grown charset, old classifier rows kept and new ones fresh."""
+        folder = checkpoint.local_copy(self.cfg.init_from)
+        old = torch.load(folder / checkpoint.MODEL_FILE, map_location="cpu", weights_only=True)
+        new = model.state_dict()
+        for key, value in old.items():
+            if new[key].shape == value.shape:
+                new[key] = value
+            else:  # a class-indexed tensor: copy the old classes' rows, keep the new ones fresh
+                grown = new[key].clone()
+                if model.prediction == "attn":  # rows [GO], symbols..., [EOS] (last)
+                    grown[: value.shape[0] - 1] = value[:-1]
+                    grown[-1] = value[-1]
+                else:  # rows blank, symbols...
+                    grown[: value.shape[0]] = value
+                new[key] = grown
+        model.load_state_dict(new)
+
+    def _batches(self, split: str, collate, shuffle: bool, seed: int):
+        import ray.train
+
+        shard = ray.train.get_dataset_shard(split)
+        buffer = self.cfg.shuffle_buffer if shuffle and self.cfg.shuffle_buffer else None
+        return shard.iter_torch_batches(batch_size=self.cfg.batch_size, collate_fn=collate,
+                                        local_shuffle_buffer_size=buffer, local_shuffle_seed=seed)
+
+    def train_batches(self, epoch: int, skip_ids: frozenset[int]):
+        collate = _numpy_collate(TrainCollate, self.charset, self.preprocess, skip_ids)
+        return self._batches("train", collate, True, self.cfg.seed * 1000 + epoch)
+
+    def loss(self, model, batch: dict) -> tuple[torch.Tensor, list[float]]:
+        targets = batch["targets"]
+        out = model(batch["images"], targets if model.prediction == "attn" else None)
+        unalignable = 0.0
+        if model.prediction == "ctc":
+            need = batch["target_lengths"] + _repeats(targets)
+            unalignable = float((need > out.shape[1]).sum())
+            out = out.float()
+        return model.loss(out, targets), [unalignable]
+
+    def _val_batches(self):
+        """This worker's slice of the validation split, read once from the shards (a small
+        split: a Ray Data pass per validation would cost seconds of start-up on every call)."""
+        if getattr(self, "_val", None) is None:
+            import pyarrow as pa
+
+            from ocr.data.shards import read_rows
+            from ocr.train.dist import rank_and_world
+
+            table = pa.concat_tables(read_rows(self.cfg.data, self.cfg.val_split, ["id", "image", "label"]))
+            rank, world = rank_and_world()
+            self._val = table.take(list(range(rank, table.num_rows, world)))
+        collate = TrainCollate(self.charset, self.preprocess)
+        for start in range(0, self._val.num_rows, self.cfg.batch_size):
+            part = self._val.slice(start, self.cfg.batch_size)
+            yield collate({k: part.column(k).to_numpy(zero_copy_only=False) for k in part.column_names})
+
+    @torch.no_grad()
+    def validate(self, model, device) -> list[float]:
+        metrics, loss_sum = TextMetrics(), 0.0
+        for batch in self._val_batches():
+            images, targets = batch["images"].to(device), batch["targets"].to(device)
+            out = model(images)
+            if model.prediction == "ctc":
+                loss_sum += float(model.loss(out.float(), targets)) * len(images)
+            lengths = batch["target_lengths"].tolist()
+            for (pred, _), row, n in zip(model.decode(out), targets.tolist(), lengths):
+                metrics.add(self.charset.decode(row[:n]), self.charset.decode(pred))
+        return [loss_sum, *metrics.to_sums()]
+
+    def val_metrics(self, sums: list[float]) -> dict:
+        summary = TextMetrics.from_sums(sums[1:]).summary()
+        n = max(1, summary["samples"])
+        return {"val_loss": sums[0] / n, "val_cer": summary["cer"], "val_ned": summary["ned"],
+                "val_char_accuracy": summary["char_accuracy"],
+                "val_word_accuracy": summary["word_accuracy"], "val_samples": summary["samples"]}

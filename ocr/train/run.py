@@ -1,0 +1,142 @@
+"""``ocr train``: check the config, then run the one loop in a Ray Train ``TorchTrainer``.
+
+Every run has its own folder, ``STORAGE/NAME``: Ray Train's checkpoints and run state,
+``config.yaml`` (the resolved config), ``metrics.csv``, ``tensorboard/``, ``best/`` (a copy
+of the best checkpoint by the validation metric, a stable path for serving) and
+``summary.json``. Starting a run whose folder exists continues it from its latest
+checkpoint; a run is refused when the folder's config differs in what shapes the model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+
+import yaml
+
+from ocr import storage
+from ocr.config import ConfigError
+from ocr.train.config import TrainConfig
+from ocr.train.task import make_task
+
+# Keys that may change when a run continues; any other difference is refused.
+_RESUMABLE = {"epochs", "max_steps", "val_every", "log_every", "max_bad_steps", "num_workers",
+              "use_gpu", "cpus_per_worker", "max_failures", "num_cpus", "fault_at_step", "name",
+              "storage"}
+
+
+def run_dir_of(cfg: TrainConfig) -> tuple[str, str]:
+    """(run name, run folder); a new name TASK-MODEL-TIMESTAMP when none is given."""
+    name = cfg.name or f"{cfg.task}-{cfg.model}-{time.strftime('%Y%m%d-%H%M%S')}"
+    root = cfg.storage if storage.is_s3(cfg.storage) else os.path.abspath(cfg.storage)
+    return name, storage.join(root, name)
+
+
+def _check_or_write_config(cfg: TrainConfig, run_dir: str) -> bool:
+    """Write config.yaml for a new run; for an existing one, refuse a changed model. True: resumed."""
+    s3 = storage.S3Settings.from_env()
+    uri = storage.join(run_dir, "config.yaml")
+    current = dataclasses.asdict(cfg)
+    if storage.exists(uri, s3):
+        saved = yaml.safe_load(storage.read_text(uri, s3))
+        changed = sorted(k for k in current if k not in _RESUMABLE and saved.get(k) != current[k])
+        if changed:
+            diffs = ", ".join(f"{k}: {saved.get(k)!r} -> {current[k]!r}" for k in changed)
+            raise ConfigError(f"run {run_dir} exists with another config ({diffs}): "
+                              "choose a new --name, or rerun with the same settings to continue it")
+        return True
+    storage.write_text(uri, yaml.safe_dump(current, allow_unicode=True, sort_keys=False), s3)
+    return False
+
+
+def _threads_and_cpus(cfg: TrainConfig) -> tuple[int, float]:
+    """(torch threads, Ray CPUs) per worker. By default the workers share the cluster's CPUs
+    but one, which Ray Data's readers need; each worker computes with its share of cores."""
+    import ray
+
+    if cfg.cpus_per_worker > 0:
+        return max(1, round(cfg.cpus_per_worker)), cfg.cpus_per_worker
+    cpus = ray.cluster_resources().get("CPU", 1)
+    per_worker = max(0.25, (cpus - 1) / cfg.num_workers)
+    if cfg.use_gpu:
+        per_worker = min(per_worker, 4.0)
+    return max(1, int(cpus // cfg.num_workers)), per_worker
+
+
+def _storage_args(root: str) -> dict:
+    if not storage.is_s3(root):
+        return {"storage_path": root}
+    fs, path = storage.filesystem(root, storage.S3Settings.from_env())
+    return {"storage_path": path, "storage_filesystem": fs}
+
+
+def build_trainer(cfg: TrainConfig, task, run_name: str, run_dir: str):
+    """The TorchTrainer (also what ``ocr tune`` wraps)."""
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    from ocr.train.loop import train_loop_per_worker
+
+    threads, cpus = _threads_and_cpus(cfg)
+    per_worker = cfg.batch_size * cfg.num_workers
+    rows_per_worker = task.train_rows // cfg.num_workers
+    steps_per_epoch = max(1, math.ceil(rows_per_worker / cfg.batch_size))
+    if rows_per_worker == 0:
+        raise ConfigError(f"{task.train_rows} training samples cannot feed {cfg.num_workers} workers")
+    total = cfg.max_steps or cfg.epochs * steps_per_epoch
+    resources = {"CPU": cpus, **({"GPU": 1} if cfg.use_gpu else {})}
+    return TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config={"cfg": cfg, "task": task, "total_steps": total, "run_dir": run_dir,
+                           "threads": threads, "global_batch": per_worker},
+        scaling_config=ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
+                                     resources_per_worker=resources),
+        torch_config=TorchConfig(backend="nccl" if cfg.use_gpu else "gloo"),
+        datasets=task.datasets(),
+        run_config=RunConfig(
+            name=run_name, **_storage_args(run_dir.rsplit("/", 1)[0]),
+            failure_config=FailureConfig(max_failures=cfg.max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=1, checkpoint_score_attribute=task.metric,
+                                               checkpoint_score_order=task.mode)),
+    )
+
+
+def publish_best(result, task, run_dir: str) -> dict:
+    """Copy the best checkpoint to RUN/best; return where the best and latest are."""
+    s3 = storage.S3Settings.from_env()
+    ranked = [(c, m) for c, m in (result.best_checkpoints or []) if m.get(task.metric) is not None]
+    if not ranked:
+        return {}
+    pick = min if task.mode == "min" else max
+    best, metrics = pick(ranked, key=lambda cm: cm[1][task.metric])
+    with best.as_directory() as folder:
+        for name in os.listdir(folder):
+            if name.endswith((".pt", ".json")) and name != "train_state.pt":
+                with open(os.path.join(folder, name), "rb") as f:
+                    storage.write_bytes(storage.join(run_dir, "best", name), f.read(), s3)
+    return {"best": storage.join(run_dir, "best"), "best_checkpoint": best.path,
+            "best_step": metrics.get("step"), "latest_checkpoint": result.checkpoint.path,
+            "metrics": {k: v for k, v in metrics.items() if k.startswith("val_") or k == "step"}}
+
+
+def train(cfg: TrainConfig) -> dict:
+    """Run (or continue) a training run; returns its summary (also RUN/summary.json)."""
+    from ocr.runtime import configure_data, ensure_ray
+
+    task = make_task(cfg)  # refuses bad data, charset, model or feasibility before any worker
+    run_name, run_dir = run_dir_of(cfg)
+    ensure_ray(cfg.num_cpus, dashboard=True)
+    configure_data(progress=False)
+    resumed = _check_or_write_config(cfg, run_dir)
+    print(f"run {run_name} ({'continuing' if resumed else 'new'}): {run_dir}", flush=True)
+    started = time.perf_counter()
+    result = build_trainer(cfg, task, run_name, run_dir).fit()
+    summary = {"run": run_name, "run_dir": run_dir, "resumed": resumed,
+               "seconds": round(time.perf_counter() - started, 1), **publish_best(result, task, run_dir),
+               "final": {k: v for k, v in (result.metrics or {}).items()}}
+    storage.write_text(storage.join(run_dir, "summary.json"),
+                       json.dumps(summary, indent=1, default=str) + "\n", storage.S3Settings.from_env())
+    return summary

@@ -1,0 +1,91 @@
+"""What rank 0 writes into the run folder while it trains: metrics.csv, TensorBoard, progress.
+
+On ``s3://`` run folders the files are written to a local staging folder and uploaded at
+every ``flush`` (each validation), so a crash loses at most one interval of scalars.
+On resume, rows past the restored step are dropped and TensorBoard purges them too.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import tempfile
+import time
+from pathlib import Path
+
+from ocr import storage
+
+TRAIN_COLUMNS = ["step", "epoch", "samples", "lr", "loss", "samples_per_s", "bad_steps",
+                 "unalignable"]
+
+
+def _fmt_time(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
+    m, s = divmod(int(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
+
+
+class RunLog:
+    def __init__(self, run_dir: str, val_columns: list[str], resume_step: int, total_steps: int):
+        from tensorboardX import SummaryWriter
+
+        self.run_dir = run_dir
+        self.remote = storage.is_s3(run_dir)
+        self.local = Path(tempfile.mkdtemp(prefix="ocr-run-")) if self.remote else Path(run_dir)
+        self.local.mkdir(parents=True, exist_ok=True)
+        self.columns = TRAIN_COLUMNS + val_columns
+        self.csv_path = self.local / "metrics.csv"
+        self._restore_csv(resume_step)
+        self.tb = SummaryWriter(str(self.local / "tensorboard"), purge_step=resume_step + 1 or None)
+        self.total_steps = total_steps
+        self.start_step, self.started = resume_step, time.perf_counter()
+        self.window = (time.perf_counter(), 0)
+
+    def _restore_csv(self, resume_step: int) -> None:
+        rows = []
+        if self.remote and storage.exists(storage.join(self.run_dir, "metrics.csv")):
+            self.csv_path.write_text(storage.read_text(storage.join(self.run_dir, "metrics.csv")))
+        if self.csv_path.exists():
+            with self.csv_path.open(newline="", encoding="utf-8") as f:
+                rows = [r for r in csv.DictReader(f) if int(r["step"]) <= resume_step]
+        with self.csv_path.open("w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, self.columns, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(rows)
+
+    def write(self, row: dict) -> None:
+        with self.csv_path.open("a", newline="", encoding="utf-8") as f:
+            csv.DictWriter(f, self.columns, extrasaction="ignore").writerow(row)
+        for key, value in row.items():
+            if key not in ("step", "epoch") and isinstance(value, (int, float)) and value is not None:
+                tag = f"val/{key[4:]}" if key.startswith("val_") else f"train/{key}"
+                self.tb.add_scalar(tag, value, row["step"])
+
+    def rate(self, samples: int) -> float:
+        """Samples/s since the last call."""
+        t0, s0 = self.window
+        now = time.perf_counter()
+        self.window = (now, samples)
+        return (samples - s0) / max(now - t0, 1e-9)
+
+    def progress(self, step: int, epoch: int, loss: float, rate: float) -> str:
+        done = step - self.start_step
+        elapsed = time.perf_counter() - self.started
+        eta = (self.total_steps - step) * elapsed / done if done else float("inf")
+        return (f"step {step}/{self.total_steps}  epoch {epoch}  loss {loss:.4f}  "
+                f"{rate:.0f} samples/s  ETA {_fmt_time(eta)}")
+
+    def flush(self) -> None:
+        self.tb.flush()
+        if self.remote:
+            s3 = storage.S3Settings.from_env()
+            for path in self.local.rglob("*"):
+                if path.is_file():
+                    rel = path.relative_to(self.local).as_posix()
+                    storage.write_bytes(storage.join(self.run_dir, rel), path.read_bytes(), s3)
+
+    def close(self) -> None:
+        self.flush()
+        self.tb.close()

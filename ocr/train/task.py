@@ -1,0 +1,59 @@
+"""What the one training loop needs from a model family.
+
+A task is built on the driver from the :class:`TrainConfig` (reading the manifest and
+refusing a bad config before any worker starts), then shipped to the workers, where the
+loop calls:
+
+    datasets()                       {"train": Dataset, "val": Dataset} for the trainer
+    build_model()                    the model (fine-tuning weights already loaded)
+    train_batches(epoch, skip_ids)   this worker's batches: dicts of CPU tensors, "ids" included
+    loss(model, batch)               (mean loss, extra sums) of one batch on the device
+    extra_names                      names of those extra sums (e.g. unalignable samples)
+    validate(model, device)          sums over this worker's validation shard (a float list)
+    val_metrics(sums)                metrics from the summed ``validate`` lists
+    val_columns, metric, mode        metric names; the one that picks the best checkpoint
+    model_meta()                     model.json's task, arch, charset and preprocess
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ocr.config import ConfigError
+from ocr.data.shards import read_manifest
+from ocr.train.config import TrainConfig
+
+
+def ids_to_ints(ids) -> np.ndarray:
+    """16-hex-digit sample ids to int64 (the same 64 bits), so they travel in tensors."""
+    return np.array([int(str(i)[:16], 16) for i in ids], dtype=np.uint64).view(np.int64)
+
+
+def load_manifest(cfg: TrainConfig, task: str) -> dict:
+    try:
+        manifest = read_manifest(cfg.data)
+    except FileNotFoundError:
+        raise ConfigError(f"data {cfg.data}: expected a shard folder with manifest.json "
+                          f"(from `ocr ingest` or `ocr synth`), found none") from None
+    if manifest["task"] != task:
+        raise ConfigError(f"data {cfg.data} holds {manifest['task']} shards: expected {task}")
+    per_split = manifest["counts"]["per_split"]
+    for split in (cfg.train_split, cfg.val_split):
+        if per_split.get(split, {}).get("written", 0) == 0:
+            found = {k: v["written"] for k, v in per_split.items()}
+            raise ConfigError(f"data {cfg.data} has no {split!r} samples: found {found}. "
+                              "Ingest with a split ratio for it, or name another split.")
+    return manifest
+
+
+def split_rows(manifest: dict, split: str) -> int:
+    return int(manifest["counts"]["per_split"][split]["written"])
+
+
+def make_task(cfg: TrainConfig):
+    """The task object for ``cfg.task``."""
+    if cfg.task == "recognition":
+        from ocr.train.recognition import RecognitionTask
+
+        return RecognitionTask(cfg)
+    raise ConfigError(f"task: expected recognition, found {cfg.task!r}")

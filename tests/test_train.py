@@ -1,0 +1,201 @@
+"""Recognition training on a real local Ray: 2 workers, a worker killed mid-run, resume,
+the CTC guard, fine-tuning charsets, evaluation, recognition and export of the result."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import pytest
+import torch
+from conftest import write_gt_set
+
+from ocr.charset import Charset
+from ocr.config import ConfigError
+from ocr.models.recognition import create_recognizer
+from ocr.train import checkpoint
+from ocr.train.config import TrainConfig
+from ocr.train.loop import State, TrainingDiverged, step_is_good
+from ocr.train.recognition import RecognitionTask
+
+
+@pytest.fixture(scope="module")
+def digits(ray_local, tmp_path_factory):
+    from ocr.data.synth.job import SynthConfig, synth
+
+    out = tmp_path_factory.mktemp("data") / "digits"
+    synth(SynthConfig(output=str(out), count=240, text="digits:1-4", style="none",
+                      splits="train=0.8,val=0.1,test=0.1", seed=3), progress=False)
+    return out
+
+
+def _cfg(data, runs, **kw) -> TrainConfig:
+    base = dict(data=str(data), model="tiny_crnn", batch_size=16, max_steps=24, val_every=8, log_every=4,
+                warmup_steps=4, lr=3e-3, storage=str(runs), num_workers=2, augment=0.3)
+    return TrainConfig(**{**base, **kw})
+
+
+@pytest.fixture(scope="module")
+def trained(digits, tmp_path_factory):
+    """2 workers; the second dies once at step 12; the run goes on from the step-8 checkpoint."""
+    from ocr.train.run import train
+
+    runs = tmp_path_factory.mktemp("runs")
+    cfg = _cfg(digits, runs, name="two-workers", fault_at_step=12, max_failures=2)
+    return cfg, train(cfg)
+
+
+def _rows(run_dir):
+    with open(f"{run_dir}/metrics.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_two_workers_resume_after_a_worker_dies(trained, digits):
+    cfg, summary = trained
+    final = summary["final"]
+    assert final["step"] == 24 and final["restarts"] == 1  # continued once, counters went on
+    rows = _rows(summary["run_dir"])
+    train_steps = [int(r["step"]) for r in rows if r["loss"]]
+    assert train_steps == sorted(set(train_steps)) and train_steps[-1] == 24  # no step twice
+    losses = [float(r["loss"]) for r in rows if r["loss"]]
+    assert losses[-1] < losses[0] / 2  # the CTC loss falls
+    latest = summary["latest_checkpoint"]
+    state = torch.load(f"{latest}/train_state.pt", weights_only=True)
+    assert state["state"]["step"] == 24 and state["optimizer"]["state"]  # AdamW moments saved
+    assert state["scheduler"]["last_epoch"] == 24
+    seen = state["state"]["epoch_seen"]
+    assert len(seen) == len(set(seen))  # no sample trained twice within the epoch
+    meta = json.loads(open(f"{summary['best']}/model.json").read())
+    manifest = json.loads((digits / "manifest.json").read_text())
+    assert meta["task"] == "recognition" and meta["arch"]["name"] == "tiny_crnn"
+    assert meta["charset"]["hash"] == manifest["charset"]["hash"]
+    assert meta["preprocess"]["height"] == 32 and meta["versions"]["torch"] == torch.__version__
+    assert meta["metrics"]["val_cer"] is not None and meta["config"]["num_workers"] == 2
+    assert list((summary_dir := __import__("pathlib").Path(summary["run_dir"])).glob("tensorboard/events.*"))
+    assert (summary_dir / "config.yaml").exists() and (summary_dir / "summary.json").exists()
+
+
+def test_same_name_continues_the_run(trained):
+    from ocr.train.run import train
+
+    cfg, first = trained
+    again = train(_cfg(cfg.data, cfg.storage, name=cfg.name, max_steps=28, max_failures=2))
+    assert again["resumed"] and again["final"]["step"] == 28
+    assert again["final"]["restarts"] == 2
+    steps = [int(r["step"]) for r in _rows(first["run_dir"]) if r["loss"]]
+    assert steps[-1] == 28 and steps == sorted(set(steps))
+
+
+def test_a_changed_model_is_refused_for_an_existing_run(trained):
+    from ocr.train.run import train
+
+    cfg, _ = trained
+    with pytest.raises(ConfigError, match="model: 'tiny_crnn' -> 'tiny_fast'"):
+        train(_cfg(cfg.data, cfg.storage, name=cfg.name, model="tiny_fast"))
+
+
+def test_eval_recognize_and_export(trained, digits, tmp_path, capsys):
+    from ocr.cli import main
+    from ocr.eval.recognition import EvalConfig, evaluate
+
+    _, summary = trained
+    s = evaluate(EvalConfig(checkpoint=summary["run_dir"], data=str(digits), split="test",
+                            output=str(tmp_path / "eval")))
+    manifest = json.loads((digits / "manifest.json").read_text())
+    assert s["samples"] == manifest["counts"]["per_split"]["test"]["written"]
+    with open(tmp_path / "eval/predictions.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == s["samples"] and all(0 <= float(r["confidence"]) <= 1 for r in rows)
+    assert "data:image/png;base64," in (tmp_path / "eval/report.html").read_text()
+
+    gt = write_gt_set(tmp_path / "raw", [("a.png", "12"), ("b.png", "345")])  # a raw gt layout
+    raw = evaluate(EvalConfig(checkpoint=summary["best"], data=str(gt), output=str(tmp_path / "e2")))
+    assert raw["samples"] == 2
+
+    assert main(["recognize", summary["best"], str(tmp_path / "raw/images/a.png"), "--json"]) == 0
+    line = json.loads(capsys.readouterr().out.strip())
+    assert set(line) == {"image", "text", "confidence"} and set(line["text"]) <= set("0123456789")
+    assert main(["export", summary["best"], "--output", str(tmp_path / "export")]) == 0
+    assert "same decoding: True" in capsys.readouterr().out
+
+
+# --- refused before any worker starts (no Ray needed) -------------------------------------
+
+def test_bad_configs_are_refused(digits, tmp_path):
+    with pytest.raises(ConfigError, match="CTC steps"):
+        RecognitionTask(_cfg(digits, tmp_path, width=12))  # 3 time steps for 4-digit labels
+    with pytest.raises(ConfigError, match="no 'dev' samples"):
+        RecognitionTask(_cfg(digits, tmp_path, val_split="dev"))
+    with pytest.raises(ConfigError, match="manifest.json"):
+        RecognitionTask(_cfg(tmp_path / "nowhere", tmp_path))
+    with pytest.raises(ConfigError, match="unknown recognizer"):
+        RecognitionTask(_cfg(digits, tmp_path, model="nope"))
+    with pytest.raises(ConfigError, match="expected one of"):
+        _cfg(digits, tmp_path, optimizer="sgd")
+
+
+def _old_checkpoint(folder, name: str, symbols: str):
+    charset = Charset.from_string(symbols, spec="old")
+    model = create_recognizer(name, num_classes=charset.num_classes)
+    meta = {"task": "recognition", "arch": model.arch_config(), "charset": charset.to_json(),
+            "preprocess": {"height": 32, "width": 100, "keep_ratio": True, "pad": "replicate",
+                           "channels": 1, "mean": 0.5, "std": 0.5}}
+    checkpoint.save(folder, model, meta)
+    return model
+
+
+@pytest.mark.parametrize("preset", ["tiny_crnn", "tiny_trba"])
+def test_fine_tuning_refuses_or_extends_another_charset(digits, tmp_path, preset):
+    old = _old_checkpoint(tmp_path / "old", preset, "0123")
+    with pytest.raises(ConfigError, match="lacks 6 symbol.*'456789'.*--extend-charset"):
+        RecognitionTask(_cfg(digits, tmp_path, init_from=str(tmp_path / "old")))
+    task = RecognitionTask(_cfg(digits, tmp_path, init_from=str(tmp_path / "old"), extend_charset=True))
+    assert task.charset.symbols[:4] == tuple("0123") and len(task.charset) == 10
+    new = task.build_model()
+    key = "head.fc.weight" if preset == "tiny_crnn" else "head.generator.weight"
+    w_old, w_new = old.state_dict()[key], new.state_dict()[key]
+    assert w_new.shape[0] == w_old.shape[0] + 6
+    if preset == "tiny_crnn":
+        assert torch.equal(w_new[:5], w_old)  # blank and the 4 old symbols keep their rows
+    else:
+        assert torch.equal(w_new[:5], w_old[:5]) and torch.equal(w_new[-1], w_old[-1])  # [EOS] moved
+    backbone = next(k for k in old.state_dict() if k.startswith("features"))
+    assert torch.equal(new.state_dict()[backbone], old.state_dict()[backbone])
+
+
+def test_same_charset_fine_tunes_without_extension(digits, tmp_path):
+    _old_checkpoint(tmp_path / "old", "tiny_crnn", "0123456789")
+    task = RecognitionTask(_cfg(digits, tmp_path, init_from=str(tmp_path / "old")))
+    assert "".join(task.charset.symbols) == "0123456789" and task.arch["num_classes"] == 11
+
+
+# --- the CTC guard ----------------------------------------------------------------------
+
+def test_guard_skips_bad_steps_and_stops_after_k_in_a_row(tmp_path):
+    cfg = _cfg(tmp_path, tmp_path, max_bad_steps=3)
+    st = State()
+    assert step_is_good(st, 1.0, 2.0, cfg)
+    assert not step_is_good(st, math.nan, 2.0, cfg) and not step_is_good(st, 1.0, math.inf, cfg)
+    assert (st.bad_steps, st.bad_in_row) == (2, 2)
+    assert step_is_good(st, 0.5, 1.0, cfg) and st.bad_in_row == 0  # a good step resets the run
+    step_is_good(st, math.inf, 1.0, cfg)
+    step_is_good(st, math.nan, 1.0, cfg)
+    with pytest.raises(TrainingDiverged, match="3 bad steps in a row.*Lower --lr"):
+        step_is_good(st, math.nan, math.nan, cfg)
+    assert st.bad_steps == 5
+
+
+def test_guard_counts_unalignable_labels(digits, tmp_path):
+    task = RecognitionTask(_cfg(digits, tmp_path, width=32))  # tiny_crnn: T = 9 at width 32
+    model = task.build_model()
+    t = model.time_steps(32)
+    labels = ["1" * t, "12" * ((t + 1) // 2), "", "7"]  # T repeats: 2T-1 steps; T+ symbols; empty
+    targets = torch.zeros(4, 2 * t, dtype=torch.long)
+    for i, label in enumerate(labels):
+        enc = task.charset.encode(label)
+        targets[i, : len(enc)] = torch.tensor(enc)
+    batch = {"images": torch.randn(4, 1, 32, 32), "targets": targets,
+             "target_lengths": (targets != 0).sum(1)}
+    loss, (unalignable,) = task.loss(model, batch)
+    assert unalignable == 2 and torch.isfinite(loss)  # zeroed by zero_infinity, counted here
