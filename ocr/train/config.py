@@ -17,6 +17,7 @@ class TrainConfig:
 
     task: str = "recognition"
     data: str = ""                   # shard folder (manifest.json), local or s3://
+    val_data: str = ""               # another shard folder to validate on (default: data)
     train_split: str = "train"
     val_split: str = "val"
     model: str = "fast"              # preset name (see `ocr models`)
@@ -28,6 +29,7 @@ class TrainConfig:
     batch_size: int = 64             # per worker
     epochs: int = 10
     max_steps: int = 0               # optimiser steps in all; 0: `epochs` decides
+    max_minutes: float = 0.0         # stop (validating and checkpointing) after this long; 0: no limit
     optimizer: str = "adamw"         # adamw | adadelta
     lr: float = 1e-3
     weight_decay: float = 1e-4
@@ -61,7 +63,8 @@ class TrainConfig:
                      "num_workers"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name}: expected a positive number, found {getattr(self, name)}")
-        for name in ("epochs", "max_steps", "warmup_steps", "grad_clip", "shuffle_buffer"):
+        for name in ("epochs", "max_steps", "max_minutes", "warmup_steps", "grad_clip", "shuffle_buffer",
+                     "cpus_per_worker"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name}: expected >= 0, found {getattr(self, name)}")
         if self.epochs == 0 and self.max_steps == 0:

@@ -44,6 +44,7 @@ class State:
     best: float | None = None
     best_step: int = 0
     restarts: int = 0  # times this run continued from a checkpoint
+    seconds: float = 0.0  # training wall time, over all attempts, up to the last checkpoint
 
 
 def step_is_good(st: State, loss: float, grad_norm: float, cfg: TrainConfig) -> bool:
@@ -91,8 +92,10 @@ class Loop:
 
         import ray.train
         import ray.train.torch
+        from ray.train.v2._internal.execution import context as train_context
 
-        for name in ("ray.train", "ray.train.v2._internal.execution.context"):
+        # Ray Train logs every report with its metrics at INFO (its logger is named by file).
+        for name in ("ray.train", train_context.__file__):
             logging.getLogger(name).setLevel(logging.WARNING)
         self.cfg: TrainConfig = config["cfg"]
         self.task = config["task"]
@@ -110,6 +113,7 @@ class Loop:
         self.state = State()
         self._restore(ray.train.get_checkpoint())
         dist.broadcast_model(self.model)
+        self.started, self.base_seconds = time.perf_counter(), self.state.seconds
         seed = self.cfg.seed * 7919 + self.rank + self.state.step
         self.gen = torch.Generator(self.device).manual_seed(seed)
         self.log = RunLog(self.run_dir, self.task.val_columns, self.state.step, self.total_steps) \
@@ -131,6 +135,9 @@ class Loop:
         if self.rank == 0:
             print(f"resumed at step {self.state.step}, epoch {self.state.epoch} "
                   f"({len(self.state.epoch_seen)} samples of this epoch already trained)", flush=True)
+
+    def elapsed(self) -> float:
+        return self.base_seconds + time.perf_counter() - self.started
 
     # --- the loop -----------------------------------------------------------------------
     def run(self) -> None:
@@ -170,9 +177,13 @@ class Loop:
                 loss, extra = self.task.loss(self.model, batch)
             loss.backward()
             n, loss_sum = len(ids), float(loss.detach()) * len(ids)
-        totals = dist.sync_step(self.model, n, [loss_sum, *extra])
+        limit = cfg.max_minutes * 60
+        time_up = float(bool(limit) and self.elapsed() >= limit)
+        totals = dist.sync_step(self.model, n, [loss_sum, *extra, time_up])
         if totals[0] == 0:
             return None
+        if totals[-1] > 0:  # any worker out of time: this is everyone's last step
+            self.total_steps = st.step + 1
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip or float("inf"))
         loss = float(totals[1] / totals[0])
         if step_is_good(st, loss, float(norm), cfg):
@@ -180,7 +191,8 @@ class Loop:
         self.sched.step()
         st.step += 1
         st.samples += int(totals[0])
-        st.unalignable += int(sum(totals[2:3]))
+        if self.task.extra_names:  # the first extra sum counts unalignable samples
+            st.unalignable += int(totals[2])
         self._maybe_fault()
         if self.log and (st.step % cfg.log_every == 0 or st.step == 1):
             self._log_train(loss)
@@ -204,8 +216,9 @@ class Loop:
         rate = self.log.rate(st.samples)
         print(self.log.progress(st.step, st.epoch, loss, rate), flush=True)
         self.log.write({"step": st.step, "epoch": st.epoch, "samples": st.samples,
-                        "lr": self.sched.get_last_lr()[0], "loss": loss, "samples_per_s": rate,
-                        "bad_steps": st.bad_steps, "unalignable": st.unalignable})
+                        "seconds": round(self.elapsed(), 2), "lr": self.sched.get_last_lr()[0],
+                        "loss": loss, "samples_per_s": rate, "bad_steps": st.bad_steps,
+                        "unalignable": st.unalignable})
 
     # --- validation and checkpoints -------------------------------------------------------
     def _validate_and_report(self) -> None:
@@ -220,7 +233,9 @@ class Loop:
         better = st.best is None or (score < st.best if self.task.mode == "min" else score > st.best)
         if better:
             st.best, st.best_step = score, st.step
-        metrics.update(step=st.step, epoch=st.epoch, samples=st.samples, bad_steps=st.bad_steps,
+        st.seconds = round(self.elapsed(), 2)
+        metrics.update(step=st.step, epoch=st.epoch, samples=st.samples, seconds=st.seconds,
+                       bad_steps=st.bad_steps,
                        unalignable=st.unalignable, restarts=st.restarts)
         with tempfile.TemporaryDirectory() as tmp:
             ckpt = None

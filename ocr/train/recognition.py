@@ -12,7 +12,7 @@ from ocr.data.loader import RecognitionCollate, read_split
 from ocr.eval.metrics import TextMetrics
 from ocr.train import checkpoint
 from ocr.train.config import TrainConfig
-from ocr.train.task import ids_to_ints, load_manifest, split_rows
+from ocr.train.task import ids_to_ints, load_manifests, split_rows
 
 
 class TrainCollate(RecognitionCollate):
@@ -54,7 +54,7 @@ class RecognitionTask:
 
     def __init__(self, cfg: TrainConfig):
         self.cfg = cfg
-        manifest = load_manifest(cfg, "recognition")
+        manifest, val_manifest = load_manifests(cfg, "recognition")
         if not manifest.get("charset"):
             raise ConfigError(f"data {cfg.data}: its manifest has no charset")
         data_charset = Charset.from_json(manifest["charset"])
@@ -67,6 +67,14 @@ class RecognitionTask:
             self.charset = data_charset
             self.arch = self._arch(cfg.model, cfg.model_overrides())
         self._check_feasible(manifest.get("label_length") or {})
+        if cfg.val_data:
+            self._check_val_charset(Charset.from_json(val_manifest["charset"]))
+
+    def _check_val_charset(self, val_charset: Charset) -> None:
+        extra = [s for s in val_charset.symbols if s not in self.charset]
+        if extra:
+            raise ConfigError(f"val_data {self.cfg.val_data} has symbols the model cannot read: "
+                              f"{''.join(extra[:40])!r}")
 
     def _arch(self, name: str, overrides: dict) -> dict:
         from ocr.models.recognition import create_recognizer
@@ -181,7 +189,8 @@ class RecognitionTask:
             from ocr.data.shards import read_rows
             from ocr.train.dist import rank_and_world
 
-            table = pa.concat_tables(read_rows(self.cfg.data, self.cfg.val_split, ["id", "image", "label"]))
+            data = self.cfg.val_data or self.cfg.data
+            table = pa.concat_tables(read_rows(data, self.cfg.val_split, ["id", "image", "label"]))
             rank, world = rank_and_world()
             self._val = table.take(list(range(rank, table.num_rows, world)))
         collate = TrainCollate(self.charset, self.preprocess)

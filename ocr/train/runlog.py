@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ocr import storage
 
-TRAIN_COLUMNS = ["step", "epoch", "samples", "lr", "loss", "samples_per_s", "bad_steps",
+TRAIN_COLUMNS = ["step", "epoch", "samples", "seconds", "lr", "loss", "samples_per_s", "bad_steps",
                  "unalignable"]
 
 

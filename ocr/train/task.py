@@ -29,21 +29,33 @@ def ids_to_ints(ids) -> np.ndarray:
     return np.array([int(str(i)[:16], 16) for i in ids], dtype=np.uint64).view(np.int64)
 
 
-def load_manifest(cfg: TrainConfig, task: str) -> dict:
+def _manifest(data: str) -> dict:
     try:
-        manifest = read_manifest(cfg.data)
+        return read_manifest(data)
     except FileNotFoundError:
-        raise ConfigError(f"data {cfg.data}: expected a shard folder with manifest.json "
+        raise ConfigError(f"data {data}: expected a shard folder with manifest.json "
                           f"(from `ocr ingest` or `ocr synth`), found none") from None
-    if manifest["task"] != task:
-        raise ConfigError(f"data {cfg.data} holds {manifest['task']} shards: expected {task}")
+
+
+def _check_split(data: str, manifest: dict, split: str) -> None:
     per_split = manifest["counts"]["per_split"]
-    for split in (cfg.train_split, cfg.val_split):
-        if per_split.get(split, {}).get("written", 0) == 0:
-            found = {k: v["written"] for k, v in per_split.items()}
-            raise ConfigError(f"data {cfg.data} has no {split!r} samples: found {found}. "
-                              "Ingest with a split ratio for it, or name another split.")
-    return manifest
+    if per_split.get(split, {}).get("written", 0) == 0:
+        found = {k: v["written"] for k, v in per_split.items()}
+        raise ConfigError(f"data {data} has no {split!r} samples: found {found}. "
+                          "Ingest with a split ratio for it, or name another split.")
+
+
+def load_manifests(cfg: TrainConfig, task: str) -> tuple[dict, dict]:
+    """(training manifest, validation manifest), refused unless both hold ``task`` samples
+    in the named splits."""
+    manifests = []
+    for data, split in ((cfg.data, cfg.train_split), (cfg.val_data or cfg.data, cfg.val_split)):
+        manifest = _manifest(data)
+        if manifest["task"] != task:
+            raise ConfigError(f"data {data} holds {manifest['task']} shards: expected {task}")
+        _check_split(data, manifest, split)
+        manifests.append(manifest)
+    return manifests[0], manifests[1]
 
 
 def split_rows(manifest: dict, split: str) -> int:
