@@ -197,5 +197,5 @@ def test_guard_counts_unalignable_labels(digits, tmp_path):
         targets[i, : len(enc)] = torch.tensor(enc)
     batch = {"images": torch.randn(4, 1, 32, 32), "targets": targets,
              "target_lengths": (targets != 0).sum(1)}
-    loss, (unalignable,) = task.loss(model, batch)
+    loss, (unalignable,) = task.loss(model, batch, "cpu", torch.Generator())
     assert unalignable == 2 and torch.isfinite(loss)  # zeroed by zero_infinity, counted here

@@ -20,12 +20,15 @@ class TrainConfig:
     val_data: str = ""               # another shard folder to validate on (default: data)
     train_split: str = "train"
     val_split: str = "val"
-    model: str = "fast"              # preset name (see `ocr models`)
+    # detection: the box label to learn: line (ROI, default) | word | char (one class per
+    # charset symbol, on line crops); any other label of the data (e.g. LabelMe's "text") too
+    target: str = ""
+    model: str = ""                  # preset name (see `ocr models`); empty: the task's default
     model_set: list[str] = field(default_factory=list)   # preset parameters, KEY=VALUE
-    height: int = 32                 # input height
-    width: int = 100                 # input width (the padded width with keep_ratio)
-    keep_ratio: bool = True
-    channels: int = 1
+    height: int = 0                  # input height; 0: the task's default (lines 32, pages 320)
+    width: int = 0                   # input width (the padded width with keep_ratio); 0: default
+    keep_ratio: bool = True          # recognition: keep the line's aspect ratio, pad the rest
+    channels: int = 0                # 1 grey or 3 RGB; 0: the task's default
     batch_size: int = 64             # per worker
     epochs: int = 10
     max_steps: int = 0               # optimiser steps in all; 0: `epochs` decides
@@ -59,12 +62,11 @@ class TrainConfig:
         for name, allowed in checks:
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name}: expected one of {allowed}, found {getattr(self, name)!r}")
-        for name in ("height", "width", "batch_size", "val_every", "log_every", "max_bad_steps",
-                     "num_workers"):
+        for name in ("batch_size", "val_every", "log_every", "max_bad_steps", "num_workers"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name}: expected a positive number, found {getattr(self, name)}")
-        for name in ("epochs", "max_steps", "max_minutes", "warmup_steps", "grad_clip", "shuffle_buffer",
-                     "cpus_per_worker"):
+        for name in ("height", "width", "epochs", "max_steps", "max_minutes", "warmup_steps",
+                     "grad_clip", "shuffle_buffer", "cpus_per_worker"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name}: expected >= 0, found {getattr(self, name)}")
         if self.epochs == 0 and self.max_steps == 0:
@@ -73,8 +75,8 @@ class TrainConfig:
             raise ConfigError(f"augment: expected a strength in [0, 1], found {self.augment}")
         if self.lr <= 0:
             raise ConfigError(f"lr: expected a positive learning rate, found {self.lr}")
-        if self.channels not in (1, 3):
-            raise ConfigError(f"channels: expected 1 or 3, found {self.channels}")
+        if self.channels not in (0, 1, 3):
+            raise ConfigError(f"channels: expected 1 or 3 (0: the task's default), found {self.channels}")
         if self.extend_charset and not self.init_from:
             raise ConfigError("extend_charset needs init_from: the checkpoint whose charset to extend")
         if not self.data:

@@ -74,10 +74,15 @@ def sync_step(model: nn.Module, samples: int, stats: list[float]) -> torch.Tenso
     return flat[-len(tail):].double().cpu()
 
 
+def gather_objects(value) -> list:
+    """Every worker's ``value`` (picklable), in rank order, on every worker."""
+    if world_size() == 1:
+        return [value]
+    out: list = [None] * world_size()
+    dist.all_gather_object(out, value)
+    return out
+
+
 def gather_ints(values: list[int]) -> list[int]:
     """Every worker's ``values``, concatenated (for the samples seen in an epoch)."""
-    if world_size() == 1:
-        return list(values)
-    out: list = [None] * world_size()
-    dist.all_gather_object(out, list(values))
-    return [v for part in out for v in part]
+    return [v for part in gather_objects(list(values)) for v in part]

@@ -23,7 +23,6 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from ocr.train import checkpoint, dist
-from ocr.train.augment import augment_batch
 from ocr.train.config import TrainConfig
 from ocr.train.runlog import RunLog
 
@@ -169,12 +168,10 @@ class Loop:
         self.model.train()
         self.opt.zero_grad(set_to_none=True)
         n, loss_sum, extra, ids = 0, 0.0, [0.0] * len(self.task.extra_names), []
-        if batch is not None and "images" in batch:
+        if batch is not None and len(batch["ids"]):
             ids = batch.pop("ids").tolist()
-            batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
-            batch["images"] = augment_batch(batch["images"], cfg.augment, self.gen)
             with autocast(cfg, self.device):
-                loss, extra = self.task.loss(self.model, batch)
+                loss, extra = self.task.loss(self.model, batch, self.device, self.gen)
             loss.backward()
             n, loss_sum = len(ids), float(loss.detach()) * len(ids)
         limit = cfg.max_minutes * 60
@@ -226,8 +223,8 @@ class Loop:
 
         dist.average_buffers(self.model)
         self.model.eval()
-        sums = torch.tensor(self.task.validate(self.model, self.device), dtype=torch.float64)
-        metrics = self.task.val_metrics(dist.all_reduce(sums.to(self.device)).cpu().tolist())
+        parts = dist.gather_objects(self.task.validate(self.model, self.device))
+        metrics = self.task.val_metrics(parts)
         st = self.state
         score = metrics[self.task.metric]
         better = st.best is None or (score < st.best if self.task.mode == "min" else score > st.best)

@@ -11,6 +11,7 @@ from ocr.data.images import Preprocess
 from ocr.data.loader import RecognitionCollate, read_split
 from ocr.eval.metrics import TextMetrics
 from ocr.train import checkpoint
+from ocr.train.augment import augment_batch
 from ocr.train.config import TrainConfig
 from ocr.train.task import ids_to_ints, load_manifests, split_rows
 
@@ -59,13 +60,13 @@ class RecognitionTask:
             raise ConfigError(f"data {cfg.data}: its manifest has no charset")
         data_charset = Charset.from_json(manifest["charset"])
         self.train_rows = split_rows(manifest, cfg.train_split)
-        self.preprocess = Preprocess(height=cfg.height, width=cfg.width, keep_ratio=cfg.keep_ratio,
-                                     channels=cfg.channels)
+        self.preprocess = Preprocess(height=cfg.height or 32, width=cfg.width or 100,
+                                     keep_ratio=cfg.keep_ratio, channels=cfg.channels or 1)
         if cfg.init_from:
             self.charset, self.arch = self._from_checkpoint(data_charset)
         else:
             self.charset = data_charset
-            self.arch = self._arch(cfg.model, cfg.model_overrides())
+            self.arch = self._arch(cfg.model or "fast", cfg.model_overrides())
         self._check_feasible(manifest.get("label_length") or {})
         if cfg.val_data:
             self._check_val_charset(Charset.from_json(val_manifest["charset"]))
@@ -170,7 +171,11 @@ class RecognitionTask:
         collate = _numpy_collate(TrainCollate, self.charset, self.preprocess, skip_ids)
         return self._batches("train", collate, True, self.cfg.seed * 1000 + epoch)
 
-    def loss(self, model, batch: dict) -> tuple[torch.Tensor, list[float]]:
+    def loss(self, model, batch: dict, device, gen: torch.Generator) -> tuple[torch.Tensor, list[float]]:
+        """Mean loss of a batch (moved to ``device``, augmented with ``gen``), and the count of
+        unalignable samples (labels that need more CTC steps than the model has frames)."""
+        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+        batch["images"] = augment_batch(batch["images"], self.cfg.augment, gen)
         targets = batch["targets"]
         out = model(batch["images"], targets if model.prediction == "attn" else None)
         unalignable = 0.0
@@ -211,7 +216,9 @@ class RecognitionTask:
                 metrics.add(self.charset.decode(row[:n]), self.charset.decode(pred))
         return [loss_sum, *metrics.to_sums()]
 
-    def val_metrics(self, sums: list[float]) -> dict:
+    def val_metrics(self, parts: list[list[float]]) -> dict:
+        """Metrics from every worker's ``validate`` sums."""
+        sums = [sum(col) for col in zip(*parts)]
         summary = TextMetrics.from_sums(sums[1:]).summary()
         n = max(1, summary["samples"])
         return {"val_loss": sums[0] / n, "val_cer": summary["cer"], "val_ned": summary["ned"],

@@ -30,7 +30,7 @@ _RESUMABLE = {"epochs", "max_steps", "val_every", "log_every", "max_bad_steps", 
 
 def run_dir_of(cfg: TrainConfig) -> tuple[str, str]:
     """(run name, run folder); a new name TASK-MODEL-TIMESTAMP when none is given."""
-    name = cfg.name or f"{cfg.task}-{cfg.model}-{time.strftime('%Y%m%d-%H%M%S')}"
+    name = cfg.name or f"{cfg.task}-{cfg.model or 'default'}-{time.strftime('%Y%m%d-%H%M%S')}"
     root = cfg.storage if storage.is_s3(cfg.storage) else os.path.abspath(cfg.storage)
     return name, storage.join(root, name)
 

@@ -7,10 +7,10 @@ loop calls:
     datasets()                       {"train": Dataset, "val": Dataset} for the trainer
     build_model()                    the model (fine-tuning weights already loaded)
     train_batches(epoch, skip_ids)   this worker's batches: dicts of CPU tensors, "ids" included
-    loss(model, batch)               (mean loss, extra sums) of one batch on the device
+    loss(model, batch, device, gen)  (mean loss, extra sums) of a CPU batch: moved, augmented
     extra_names                      names of those extra sums (e.g. unalignable samples)
-    validate(model, device)          sums over this worker's validation shard (a float list)
-    val_metrics(sums)                metrics from the summed ``validate`` lists
+    validate(model, device)          this worker's validation results (any picklable value)
+    val_metrics(parts)               metrics from every worker's ``validate`` result (rank order)
     val_columns, metric, mode        metric names; the one that picks the best checkpoint
     model_meta()                     model.json's task, arch, charset and preprocess
 """
