@@ -61,10 +61,12 @@ def _rows(run_dir: str) -> list[dict]:
 
 
 def time_to_accuracy(preset: str, train_set: Path, held_out: Path, minutes: float, runs: Path,
-                     lr: float, steps: int, val_every: int) -> dict:
+                     lr: float, steps: int, val_every: int, width: int, augment: float) -> dict:
     cfg = TrainConfig(data=str(train_set), val_data=str(held_out), model=preset, num_workers=2,
+                      width=width,
                       batch_size=64, lr=lr, warmup_steps=min(100, steps // 10), max_steps=steps,
-                      max_minutes=minutes, val_every=val_every, log_every=25, augment=0.3, storage=str(runs),
+                      max_minutes=minutes, val_every=val_every, log_every=25, augment=augment,
+                      storage=str(runs),
                       name=f"{preset}-{time.strftime('%Y%m%d-%H%M%S')}")
     summary = train(cfg)
     rows = [r for r in _rows(summary["run_dir"]) if r["val_word_accuracy"]]
@@ -96,23 +98,29 @@ def main() -> None:
     ap.add_argument("--train-count", type=int, default=40_000)
     ap.add_argument("--steps", type=int, default=120, help="steps of each throughput run")
     ap.add_argument("--throughput-only", action="store_true")
+    ap.add_argument("--skip-throughput", action="store_true")
+    ap.add_argument("--width", type=int, default=160, help="input width (8 digits are ~160 px at 32)")
+    ap.add_argument("--augment", type=float, default=0.6)
     args = ap.parse_args()
     ensure_ray(num_cpus=2, dashboard=True)
     train_set = render("digits-train-fonts", args.train_count, TRAIN_FONTS, "train=1", seed=1)
     held_out = render("digits-held-out-fonts", 2000, HELD_OUT_FONTS, "val=0.5,test=0.5", seed=2)
     runs = CACHE / "runs"
-    rate = {w: throughput(train_set, held_out, w, args.steps, runs) for w in (1, 2)}
+    rate = {} if args.skip_throughput else {
+        w: throughput(train_set, held_out, w, args.steps, runs) for w in (1, 2)}
     results = []
     if not args.throughput_only:
         lrs = {"fast": 2e-3, "crnn": 1e-3}
-        per_s = {"fast": 2.0, "crnn": 0.25}  # global steps/s with 2 workers on 2 cores (measured)
+        per_s = {"fast": 200 / args.width, "crnn": 25 / args.width}  # global steps/s, 2 workers (measured)
         for preset in args.presets:
             steps = int(args.minutes * 60 * per_s.get(preset, 0.5))  # the cosine spans the budget
             results.append(time_to_accuracy(preset, train_set, held_out, args.minutes, runs,
-                                            lrs.get(preset, 1e-3), steps, max(25, steps // 12)))
+                                            lrs.get(preset, 1e-3), steps, max(25, steps // 12),
+                                            args.width, args.augment))
     print(f"\n2 CPUs, local Ray; training fonts {TRAIN_FONTS}, held-out fonts {HELD_OUT_FONTS}")
-    print(f"training samples/s, fast, batch 64 per worker: 1 worker {rate[1]:.0f}, "
-          f"2 workers {rate[2]:.0f} ({rate[2] / rate[1]:.2f}x)")
+    if rate:
+        print(f"training samples/s, fast, batch 64 per worker: 1 worker {rate[1]:.0f}, "
+              f"2 workers {rate[2]:.0f} ({rate[2] / rate[1]:.2f}x)")
     for r in results:
         hit = f"{r['to_99_s'] / 60:.1f} min (step {r['to_99_step']})" if r["to_99_s"] else "not reached"
         print(f"{r['preset']:6} 99% held-out word accuracy: {hit}; best val word acc "

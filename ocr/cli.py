@@ -114,15 +114,10 @@ def cmd_train(args) -> int:
     from ocr.train.config import TrainConfig
     from ocr.train.run import train
 
-    cfg = config_from_args(TrainConfig, args)
-    try:
-        summary = train(cfg)
-    except Exception as e:  # Ray wraps the worker's exception: show its reason, not the stack
-        reason = str(e).strip().splitlines()
-        diverged = [line for line in reason if "TrainingDiverged" in line]
-        if not diverged:
-            raise
-        print(f"ocr train: {diverged[-1].split('TrainingDiverged: ')[-1]}", file=sys.stderr)
+    summary = train(config_from_args(TrainConfig, args))
+    if summary.get("diverged"):
+        print(f"ocr train: diverged at step {summary['final'].get('diverged_step')}: "
+              f"{summary['diverged']}", file=sys.stderr)
         return 3
     m = summary.get("metrics") or {}
     best = ", ".join(f"{k[4:]} {v:.4f}" for k, v in m.items() if k.startswith("val_") and v is not None)
@@ -133,12 +128,32 @@ def cmd_train(args) -> int:
 
 def cmd_eval(args) -> int:
     from ocr.eval.recognition import EvalConfig, evaluate
+    from ocr.train import checkpoint
 
-    s = evaluate(config_from_args(EvalConfig, args))
+    cfg = config_from_args(EvalConfig, args)
+    if checkpoint.read_meta(cfg.checkpoint)["task"] == "detection":
+        return cmd_eval_detection(args)  # with the flags eval shares with eval-detection
+    s = evaluate(cfg)
     print(f"{s['samples']} lines: CER {s['cer']:.4f}  NED {s['ned']:.4f}  char accuracy "
           f"{s['char_accuracy']:.4f}  word accuracy {s['word_accuracy']:.4f}  "
           f"({s['unreadable']} unreadable, {s['lines_per_s']} lines/s)\nwrote {s['output']}/"
           "predictions.csv, summary.json, report.html")
+    return 0
+
+
+def cmd_eval_detection(args) -> int:
+    from ocr.eval.detection import DetectionEvalConfig, evaluate_detector
+
+    s = evaluate_detector(config_from_args(DetectionEvalConfig, args))
+    line = (f"{s['images']} images: mAP@0.5 {s['map50']:.4f}  mAP@[.5:.95] {s['map']:.4f}  "
+            f"precision {s['precision']:.4f}  recall {s['recall']:.4f} (score >= {s['score_threshold']})")
+    if "text" in s:
+        line += (f"\n{s['text']['samples']} lines read: text accuracy {s['text_accuracy'] or 0:.4f}  "
+                 f"CER {s['text']['cer'] or 0:.4f}")
+    if "roi" in s:
+        line += f"\nlines found: mAP@0.5 {s['roi']['map50']:.4f}  recall {s['roi']['recall']:.4f}"
+    wrote = f"{s['output']}/summary.json" + (f", {s['predictions']}" if "predictions" in s else "")
+    print(f"{line}\nwrote {wrote}")
     return 0
 
 
@@ -174,6 +189,18 @@ def cmd_export(args) -> int:
               f"same decoding: {report[fmt]['same_decoding']}")
     assert_parity(report)
     return 0
+
+
+def cmd_tune(args) -> int:
+    from ocr.train.config import TrainConfig
+    from ocr.tune.sweep import SweepConfig, sweep
+
+    sweep_cfg = config_from_args(SweepConfig, argparse.Namespace(**{**vars(args), "config": None}))
+    train_cfg = C.load(TrainConfig, args.config, C.parse_overrides(sweep_cfg.train_set))
+    summary = sweep(sweep_cfg, train_cfg)
+    print(f"sweep {summary['name']}: best {summary['best_metric']} in {summary['seconds']}s; "
+          f"results {summary['sweep_dir']}/results.csv; best checkpoint {summary['best']}")
+    return 0 if summary["best"] else 1
 
 
 def cmd_models(args) -> int:
@@ -221,6 +248,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_args(p, EvalConfig, positional=("checkpoint", "data"))
     p.set_defaults(func=cmd_eval)
 
+    from ocr.eval.detection import DetectionEvalConfig
+
+    p = sub.add_parser("eval-detection", help="evaluate a detection checkpoint (mAP; end-to-end "
+                       "reading with --roi-checkpoint); `ocr eval` dispatches here too")
+    add_config_args(p, DetectionEvalConfig, positional=("checkpoint", "data"))
+    p.set_defaults(func=cmd_eval_detection)
+
     p = sub.add_parser("recognize", help="read text lines with a checkpoint")
     p.add_argument("checkpoint")
     p.add_argument("images", nargs="+")
@@ -232,6 +266,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True)
     p.add_argument("--formats", nargs="+", default=["torchscript", "onnx"])
     p.set_defaults(func=cmd_export)
+
+    from ocr.tune.sweep import SweepConfig
+
+    p = sub.add_parser("tune", help="sweep hyperparameters with Ray Tune around the same trainer "
+                       "(--config: the training config; --train-set KEY=VALUE overrides it)")
+    add_config_args(p, SweepConfig)
+    p.set_defaults(func=cmd_tune)
 
     p = sub.add_parser("models", help="list the model presets")
     p.set_defaults(func=cmd_models)

@@ -25,7 +25,9 @@ def ray_local():
     # Ray workers inherit the environment: let them import test modules (train loops etc.).
     here = str(Path(__file__).parent)
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH")) if p)
-    ensure_ray(num_cpus=2)
+    # The dashboard runs the State API, which Ray Train's placement-group cleaner needs to
+    # free the workers' CPUs of a run that Tune stopped early.
+    ensure_ray(num_cpus=2, dashboard=True)
     yield ray
     ray.shutdown()
 
@@ -103,3 +105,14 @@ def write_gt_set(root: Path, items: list[tuple[str, str]], gt_name="gt.txt") -> 
     gt = root / gt_name
     gt.write_text("\n".join(lines) + "\n", "utf-8")
     return gt
+
+
+@pytest.fixture(scope="session")
+def digit_shards(ray_local, tmp_path_factory):
+    """240 rendered digit lines (1-4 digits) as recognition shards: train/val/test 80/10/10."""
+    from ocr.data.synth.job import SynthConfig, synth
+
+    out = tmp_path_factory.mktemp("data") / "digits"
+    synth(SynthConfig(output=str(out), count=240, text="digits:1-4", style="none",
+                      splits="train=0.8,val=0.1,test=0.1", seed=3), progress=False)
+    return out

@@ -21,13 +21,8 @@ from ocr.train.recognition import RecognitionTask
 
 
 @pytest.fixture(scope="module")
-def digits(ray_local, tmp_path_factory):
-    from ocr.data.synth.job import SynthConfig, synth
-
-    out = tmp_path_factory.mktemp("data") / "digits"
-    synth(SynthConfig(output=str(out), count=240, text="digits:1-4", style="none",
-                      splits="train=0.8,val=0.1,test=0.1", seed=3), progress=False)
-    return out
+def digits(digit_shards):
+    return digit_shards
 
 
 def _cfg(data, runs, **kw) -> TrainConfig:
@@ -199,3 +194,17 @@ def test_guard_counts_unalignable_labels(digits, tmp_path):
              "target_lengths": (targets != 0).sum(1)}
     loss, (unalignable,) = task.loss(model, batch, "cpu", torch.Generator())
     assert unalignable == 2 and torch.isfinite(loss)  # zeroed by zero_infinity, counted here
+
+
+def test_augmentation_keeps_shapes_and_is_identity_at_zero():
+    from ocr.train.augment import augment_batch, random_stroke
+
+    x = torch.rand(4, 1, 32, 100) * 2 - 1
+    g = torch.Generator().manual_seed(0)
+    assert torch.equal(augment_batch(x, 0.0, g), x)
+    y = augment_batch(x, 1.0, g)
+    assert y.shape == x.shape and torch.isfinite(y).all() and not torch.allclose(y, x)
+    line = -torch.ones(1, 1, 32, 100)
+    line[..., 12:20, 10:90] = 1.0  # a bright 8-pixel stroke
+    ink = [float(random_stroke(line, 1.0, torch.Generator().manual_seed(s)).sum()) for s in range(8)]
+    assert min(ink) < float(line.sum()) < max(ink)  # some draws thin the stroke, some thicken it

@@ -3,7 +3,9 @@
 Works on the normalised (B, C, H, W) batch that ``Preprocess`` makes, so it adds no decode
 or resize work and never changes what serving sees. ``strength`` in [0, 1] scales every
 effect; at 1 a line is rotated by up to 3 degrees, sheared by up to 0.3, scaled by up to
-10% and shifted by up to 2 pixels, blurred, darkened or lightened, and given noise.
+10% (and its width alone by up to 25%, like a condensed or wide font), shifted by up to 2
+pixels, its strokes thickened or thinned (a grey-level erosion or dilation, as between a
+light and a bold face), blurred, darkened or lightened, and given noise.
 """
 
 from __future__ import annotations
@@ -26,12 +28,13 @@ def random_affine(x: Tensor, strength: float, g: torch.Generator) -> Tensor:
     angle = _uniform(b, math.radians(3) * strength, g, dev)
     shear = _uniform(b, 0.3 * strength, g, dev)
     scale = 1 + _uniform(b, 0.1 * strength, g, dev)
+    stretch = 1 + _uniform(b, 0.25 * strength, g, dev)  # > 1: a wider font
     shift_x = _uniform(b, 2 * strength, g, dev) * 2 / w
     shift_y = _uniform(b, 2 * strength, g, dev) * 2 / h
     aspect = h / w  # grid coordinates are normalised per axis: rotate in pixel space
     cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
     theta = torch.stack([
-        torch.stack([cos, -sin * aspect + shear * aspect, shift_x], 1),
+        torch.stack([cos / stretch, (-sin + shear) * aspect / stretch, shift_x], 1),
         torch.stack([sin / aspect, cos, shift_y], 1),
     ], 1)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
@@ -49,6 +52,16 @@ def random_blur(x: Tensor, strength: float, g: torch.Generator) -> Tensor:
     return pick * blurred + (1 - pick) * x
 
 
+def random_stroke(x: Tensor, strength: float, g: torch.Generator) -> Tensor:
+    """Thicker or thinner strokes: blend towards a 3x3 grey-level dilation or erosion."""
+    b = x.shape[0]
+    dilated = F.max_pool2d(x, 3, stride=1, padding=1)
+    eroded = -F.max_pool2d(-x, 3, stride=1, padding=1)
+    amount = _uniform(b, 0.6 * strength, g, x.device).view(b, 1, 1, 1)  # <0 erode, >0 dilate
+    target = torch.where(amount > 0, dilated, eroded)
+    return x + amount.abs() * (target - x)
+
+
 def random_photometric(x: Tensor, strength: float, g: torch.Generator) -> Tensor:
     """Contrast and brightness per sample, then Gaussian noise."""
     b, dev = x.shape[0], x.device
@@ -63,5 +76,6 @@ def augment_batch(x: Tensor, strength: float, g: torch.Generator) -> Tensor:
     if strength <= 0:
         return x
     x = random_affine(x, strength, g)
+    x = random_stroke(x, strength, g)
     x = random_blur(x, strength, g)
     return random_photometric(x, strength, g)

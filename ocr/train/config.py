@@ -56,6 +56,7 @@ class TrainConfig:
     seed: int = 0
     num_cpus: int | None = None      # CPUs of a local Ray started for the run
     fault_at_step: int = 0           # tests: the last worker exits once at this step (0: never)
+    nan_at_step: int = 0             # tests: the loss is NaN from this step on (0: never)
 
     def __post_init__(self):
         checks = [("optimizer", OPTIMIZERS), ("schedule", SCHEDULES), ("precision", PRECISIONS)]

@@ -140,6 +140,25 @@ class Loop:
 
     # --- the loop -----------------------------------------------------------------------
     def run(self) -> None:
+        try:
+            self._run()
+        except TrainingDiverged as e:  # every worker agrees (bad steps are synchronised)
+            self._report_divergence(str(e))
+        if self.log:
+            self.log.close()
+
+    def _report_divergence(self, reason: str) -> None:
+        """End the run cleanly with the reason in its metrics: no retry can fix a divergence."""
+        import ray.train
+
+        if self.rank == 0:
+            print(f"diverged: {reason}", flush=True)
+            self.log.write({"step": self.state.step, "epoch": self.state.epoch, "loss": float("nan"),
+                            "bad_steps": self.state.bad_steps})
+        ray.train.report({"diverged": reason, "diverged_step": self.state.step, "step": self.state.step,
+                          "bad_steps": self.state.bad_steps, self.task.metric: None})
+
+    def _run(self) -> None:
         st = self.state
         while st.step < self.total_steps:
             seen = frozenset(st.epoch_seen)
@@ -159,8 +178,6 @@ class Loop:
                 break
             st.epoch += 1
             st.epoch_seen = []
-        if self.log:
-            self.log.close()
 
     def _step(self, batch: dict | None) -> list[int] | None:
         """One synchronised step; returns this worker's sample ids, None when the epoch is over."""
@@ -173,6 +190,8 @@ class Loop:
             with autocast(cfg, self.device):
                 loss, extra = self.task.loss(self.model, batch, self.device, self.gen)
             loss.backward()
+            if cfg.nan_at_step and st.step + 1 >= cfg.nan_at_step:
+                loss = loss * float("nan")  # fault injection for tests
             n, loss_sum = len(ids), float(loss.detach()) * len(ids)
         limit = cfg.max_minutes * 60
         time_up = float(bool(limit) and self.elapsed() >= limit)

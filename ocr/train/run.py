@@ -23,9 +23,9 @@ from ocr.train.config import TrainConfig
 from ocr.train.task import make_task
 
 # Keys that may change when a run continues; any other difference is refused.
-_RESUMABLE = {"epochs", "max_steps", "val_every", "log_every", "max_bad_steps", "num_workers",
-              "use_gpu", "cpus_per_worker", "max_failures", "num_cpus", "fault_at_step", "name",
-              "storage"}
+_RESUMABLE = {"epochs", "max_steps", "max_minutes", "val_every", "log_every", "max_bad_steps",
+              "num_workers", "use_gpu", "cpus_per_worker", "max_failures", "num_cpus", "fault_at_step",
+              "nan_at_step", "name", "storage"}
 
 
 def run_dir_of(cfg: TrainConfig) -> tuple[str, str]:
@@ -73,8 +73,8 @@ def _storage_args(root: str) -> dict:
     return {"storage_path": path, "storage_filesystem": fs}
 
 
-def build_trainer(cfg: TrainConfig, task, run_name: str, run_dir: str):
-    """The TorchTrainer (also what ``ocr tune`` wraps)."""
+def build_trainer(cfg: TrainConfig, task, run_name: str, run_dir: str, callbacks: list | None = None):
+    """The TorchTrainer (also what ``ocr tune`` runs in each trial, with Tune's callback)."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
@@ -98,7 +98,7 @@ def build_trainer(cfg: TrainConfig, task, run_name: str, run_dir: str):
         datasets=task.datasets(),
         run_config=RunConfig(
             name=run_name, **_storage_args(run_dir.rsplit("/", 1)[0]),
-            failure_config=FailureConfig(max_failures=cfg.max_failures),
+            failure_config=FailureConfig(max_failures=cfg.max_failures), callbacks=callbacks,
             checkpoint_config=CheckpointConfig(num_to_keep=1, checkpoint_score_attribute=task.metric,
                                                checkpoint_score_order=task.mode)),
     )
@@ -134,9 +134,10 @@ def train(cfg: TrainConfig) -> dict:
     print(f"run {run_name} ({'continuing' if resumed else 'new'}): {run_dir}", flush=True)
     started = time.perf_counter()
     result = build_trainer(cfg, task, run_name, run_dir).fit()
-    summary = {"run": run_name, "run_dir": run_dir, "resumed": resumed,
+    final = result.metrics or {}
+    summary = {"run": run_name, "run_dir": run_dir, "resumed": resumed, "diverged": final.get("diverged"),
                "seconds": round(time.perf_counter() - started, 1), **publish_best(result, task, run_dir),
-               "final": {k: v for k, v in (result.metrics or {}).items()}}
+               "final": dict(final)}
     storage.write_text(storage.join(run_dir, "summary.json"),
                        json.dumps(summary, indent=1, default=str) + "\n", storage.S3Settings.from_env())
     return summary

@@ -68,4 +68,8 @@ def make_task(cfg: TrainConfig):
         from ocr.train.recognition import RecognitionTask
 
         return RecognitionTask(cfg)
-    raise ConfigError(f"task: expected recognition, found {cfg.task!r}")
+    if cfg.task == "detection":
+        from ocr.train.detection import DetectionTask
+
+        return DetectionTask(cfg)
+    raise ConfigError(f"task: expected recognition or detection, found {cfg.task!r}")

@@ -1,0 +1,87 @@
+"""Sweeps: spaces checked before any trial, and a real 3-trial sweep with a diverging trial."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+
+import pytest
+
+from ocr.config import ConfigError
+from ocr.train.config import TrainConfig
+from ocr.tune.feasible import check_point
+from ocr.tune.space import check_space, points
+from ocr.tune.sweep import SweepConfig, feasible_points
+
+
+def _base(data, tmp_path, **kw) -> dict:
+    cfg = TrainConfig(data=str(data), model="tiny_crnn", batch_size=16, max_steps=8, val_every=4,
+                      log_every=4, warmup_steps=2, lr=3e-3, storage=str(tmp_path / "runs"),
+                      max_bad_steps=2, **kw)
+    return dataclasses.asdict(cfg)
+
+
+def _space(tmp_path, text: str) -> str:
+    path = tmp_path / "space.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+@pytest.mark.parametrize("key", ["charset", "num_classes", "model_set.num_classes"])
+def test_a_space_may_not_set_the_charset_or_num_classes(key):
+    with pytest.raises(ConfigError, match="come from the dataset manifest"):
+        check_space({key: {"choice": [10, 11]}})
+
+
+def test_bad_spaces_are_refused():
+    with pytest.raises(ConfigError, match="expected a TrainConfig field"):
+        check_space({"learning_rate": 0.1})
+    with pytest.raises(ConfigError, match="low < high"):
+        check_space({"lr": {"loguniform": [0.1, 0.01]}})
+    with pytest.raises(ConfigError, match="a run setting"):
+        check_space({"data": {"choice": ["a", "b"]}})
+
+
+def test_points_are_seeded_and_cover_the_grid():
+    space = {"lr": {"loguniform": [1e-4, 1e-2]}, "model": {"grid": ["fast", "crnn"]}, "augment": 0.2}
+    a, b = points(space, 3, seed=1), points(space, 3, seed=1)
+    assert a == b and len(a) == 6 and {p["model"] for p in a} == {"fast", "crnn"}
+    assert all(1e-4 <= p["lr"] <= 1e-2 and p["augment"] == 0.2 for p in a)
+
+
+def test_infeasible_points_are_refused_before_any_trial(digit_shards, tmp_path):
+    base = _base(digit_shards, tmp_path)
+    budget = 8 * 2**30
+    cfg, reason = check_point(base, {"width": 12}, budget)  # 3 CTC steps for 4-digit labels
+    assert cfg is None and "CTC steps" in reason
+    _, reason = check_point(base, {"batch_size": 10**7}, budget)
+    assert "GiB" in reason
+    _, reason = check_point(base, {"hidden": 8}, budget)
+    assert reason is None
+    space = _space(tmp_path, "width: {grid: [12, 100]}\nlr: {loguniform: [1.0e-3, 1.0e-2]}\n")
+    good, refused = feasible_points(base, SweepConfig(space=space, num_samples=2), budget)
+    assert [p["width"] for p in good] == [100, 100] and len(refused) == 2  # trimmed, with reasons
+    with pytest.raises(ConfigError, match="2 of 4 points"):
+        feasible_points(base, SweepConfig(space=space, num_samples=2, strict=True), budget)
+    only_bad = _space(tmp_path, "width: {choice: [12, 16]}\n")
+    with pytest.raises(ConfigError, match="CTC steps"):
+        feasible_points(base, SweepConfig(space=only_bad, num_samples=2), budget)
+
+
+def test_three_trial_sweep_with_a_diverging_trial(digit_shards, tmp_path):
+    from ocr.tune.sweep import sweep
+
+    space = _space(tmp_path, "lr: {loguniform: [1.0e-3, 5.0e-3]}\nnan_at_step: {grid: [0, 0, 3]}\n")
+    train_cfg = TrainConfig(**_base(digit_shards, tmp_path))
+    summary = sweep(SweepConfig(space=space, num_samples=1, storage=str(tmp_path / "sweeps"),
+                                name="s3", scheduler="fifo"), train_cfg)
+    with open(tmp_path / "sweeps/s3/results.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 3
+    statuses = sorted(r["status"] for r in rows)
+    assert statuses[0] == "diverged at step 3", statuses
+    assert all(s in ("finished", "stopped early") for s in statuses[1:])
+    assert summary["best"] and (tmp_path / "sweeps/s3/best/model.json").exists()
+    assert (tmp_path / "sweeps/s3/val_cer_vs_lr.png").stat().st_size > 1000
+    assert (tmp_path / "sweeps/s3/learning_curves.png").exists()
+    assert list((tmp_path / "sweeps/s3/trials").glob("trial-*/tensorboard/events.*"))
