@@ -14,8 +14,9 @@ What is learnt is ``cfg.target``, a box label of the data:
   (:mod:`ocr.eval.detection`).
 
 Text boxes are small and wide, unlike the objects the SSD presets were made for, so each
-mode puts its anchor settings (:data:`ANCHORS`) under the preset's; ``--model-set`` still
-overrides them. ``batch_size`` counts pages in both modes (a char batch holds their lines).
+mode replaces the preset's anchor settings with its own (:data:`ANCHORS`; ``--model-set``
+overrides those in turn), and the model size is the input size (``--height``/``--width``),
+not the preset's. ``batch_size`` counts pages in both modes (a char batch holds their lines).
 
 A training batch (collated in the Ray Data iterator of each worker)::
 
