@@ -221,10 +221,11 @@ def pages(ray_local, tmp_path_factory):
 
 def test_ray_hands_the_collated_dict_through_unchanged(pages):
     from ocr.data.loader import read_split
-    from ocr.train.detection import DetectionTask, _numpy_collate
+    from ocr.train.detection import DetectionCollate, DetectionTask
+    from ocr.train.task import numpy_collate
 
     task = DetectionTask(TrainConfig(task="detection", data=str(pages), height=64, width=64))
-    collate = _numpy_collate(task.preprocess, task.target, task.classes)
+    collate = numpy_collate(DetectionCollate, task.preprocess, task.target, task.classes)
     ds = read_split(str(pages), "train", task._columns())
     batch = next(iter(ds.iter_torch_batches(batch_size=4, collate_fn=collate)))
     assert set(batch) == {"ids", "images", "targets"} and batch["images"].shape == (4, 3, 64, 64)

@@ -19,12 +19,7 @@ NC = CHARSET.num_classes  # 11
 TINY = ["tiny_crnn", "tiny_trbc", "tiny_trba", "tiny_fast"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _export(name, path, formats=("torchscript", "onnx")):

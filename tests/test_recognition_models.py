@@ -27,13 +27,7 @@ TINY = ["tiny_crnn", "tiny_trbc", "tiny_trba", "tiny_fast"]
 FULL = ["crnn", "trbc", "trba", "fast"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from threads, and on a busy 2-core box 2 threads are 10x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _targets(labels):

@@ -92,7 +92,7 @@ def _chunks(it, size: int):
 
 def evaluate(cfg: EvalConfig) -> dict:
     """Run the evaluation; returns the summary (also written to ``output``)."""
-    from ocr.data.images import ImageError
+    from ocr.data.images import ImageError, decode
     from ocr.infer import LineReader
 
     reader = LineReader.load(cfg.checkpoint)
@@ -101,15 +101,13 @@ def evaluate(cfg: EvalConfig) -> dict:
     for chunk in _chunks(samples(cfg), cfg.batch_size):
         good = []
         for key, image, label in chunk:
-            try:
-                good.append((key, image, nfc(label), reader.batch([image])))
+            try:  # decoded one by one, so an unreadable image is counted, not fatal
+                good.append((key, image, nfc(label), decode(image)))
             except ImageError:
                 unreadable += 1
         if not good:
             continue
-        import numpy as np
-
-        preds = reader.read_batch(np.concatenate([g[3] for g in good]))
+        preds = reader.read_batch(reader.batch([g[3] for g in good]))
         for (key, image, truth, _), (pred, conf) in zip(good, preds):
             metrics.add(truth, pred)
             rows.append({"key": key, "image": image, "truth": truth, "pred": pred,

@@ -47,7 +47,7 @@ from ocr.data.images import Preprocess, decode
 from ocr.train import checkpoint
 from ocr.train.augment import random_blur, random_photometric
 from ocr.train.config import TrainConfig
-from ocr.train.task import ids_to_ints, load_manifests, split_rows
+from ocr.train.task import ids_to_ints, load_manifests, numpy_collate, split_rows, val_batches
 
 BACKGROUND = "__background__"   # classes[0]
 CROP_MARGIN = 0.15              # a line crop grows by this x the line's height on every side
@@ -194,12 +194,6 @@ class DetectionCollate:
         targets = [{"boxes": torch.from_numpy(s.boxes), "labels": torch.from_numpy(s.labels)}
                    for s in samples]
         return {"ids": torch.from_numpy(ids), "images": torch.from_numpy(images), "targets": targets}
-
-
-def _numpy_collate(*args, **kwargs):
-    from ray.data.collate_fn import NumpyBatchCollateFn
-
-    return type("DetectionCollate", (DetectionCollate, NumpyBatchCollateFn), {})(*args, **kwargs)
 
 
 # --- box-aware online augmentation --------------------------------------------------------
@@ -358,7 +352,7 @@ class DetectionTask:
     def train_batches(self, epoch: int, skip_ids: frozenset[int]):
         import ray.train
 
-        collate = _numpy_collate(self.preprocess, self.target, self.classes, skip_ids,
+        collate = numpy_collate(DetectionCollate, self.preprocess, self.target, self.classes, skip_ids,
                                  jitter=min(1.0, 2 * self.cfg.augment), seed=self.cfg.seed * 1000 + epoch)
         shard = ray.train.get_dataset_shard("train")
         # pages are large: the local shuffle buffer holds at most 8 batches of them
@@ -380,21 +374,9 @@ class DetectionTask:
     def _val_samples(self):
         """Lists of this worker's validation samples (pages rank::world of the split, read
         once from the shards), at most ``batch_size`` pages' worth each."""
-        if getattr(self, "_val", None) is None:
-            import pyarrow as pa
-
-            from ocr.data.shards import read_rows
-            from ocr.train.dist import rank_and_world
-
-            data = self.cfg.val_data or self.cfg.data
-            table = pa.concat_tables(read_rows(data, self.cfg.val_split, self._columns()))
-            rank, world = rank_and_world()
-            self._val = table.take(list(range(rank, table.num_rows, world)))
         collate = DetectionCollate(self.preprocess, self.target, self.classes)
-        for start in range(0, self._val.num_rows, self.cfg.batch_size):
-            part = self._val.slice(start, self.cfg.batch_size)
-            _, samples = collate.samples({k: part.column(k).to_numpy(zero_copy_only=False)
-                                          for k in ("id", "image", "boxes")})
+        for batch in val_batches(self.cfg, self._columns()):
+            _, samples = collate.samples({k: batch[k] for k in ("id", "image", "boxes")})
             if samples:
                 yield samples
 

@@ -270,7 +270,7 @@ class Loop:
         print(f"step {st.step}: " + "  ".join(
             f"{k[4:]} {v:.4f}" for k, v in metrics.items() if k.startswith("val_") and v is not None
         ) + f"  (best {self.task.metric[4:]} {st.best:.4f} at step {st.best_step})", flush=True)
-        self.log.write({k: v for k, v in metrics.items()} | {"loss": None})
+        self.log.write({**metrics, "loss": None})
         self.log.flush()
 
 

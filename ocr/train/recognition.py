@@ -13,7 +13,7 @@ from ocr.eval.metrics import TextMetrics
 from ocr.train import checkpoint
 from ocr.train.augment import augment_batch
 from ocr.train.config import TrainConfig
-from ocr.train.task import ids_to_ints, load_manifests, split_rows
+from ocr.train.task import ids_to_ints, load_manifests, numpy_collate, split_rows, val_batches
 
 
 class TrainCollate(RecognitionCollate):
@@ -34,12 +34,6 @@ class TrainCollate(RecognitionCollate):
         out = {k: torch.from_numpy(v) for k, v in self.arrays(batch).items()}
         out["ids"] = torch.from_numpy(ids)
         return out
-
-
-def _numpy_collate(cls, *args):
-    from ray.data.collate_fn import NumpyBatchCollateFn
-
-    return type(cls.__name__, (cls, NumpyBatchCollateFn), {})(*args)
 
 
 def _repeats(targets: torch.Tensor) -> torch.Tensor:
@@ -168,7 +162,7 @@ class RecognitionTask:
                                         local_shuffle_buffer_size=buffer, local_shuffle_seed=seed)
 
     def train_batches(self, epoch: int, skip_ids: frozenset[int]):
-        collate = _numpy_collate(TrainCollate, self.charset, self.preprocess, skip_ids)
+        collate = numpy_collate(TrainCollate, self.charset, self.preprocess, skip_ids)
         return self._batches("train", collate, True, self.cfg.seed * 1000 + epoch)
 
     def loss(self, model, batch: dict, device, gen: torch.Generator) -> tuple[torch.Tensor, list[float]]:
@@ -185,28 +179,11 @@ class RecognitionTask:
             out = out.float()
         return model.loss(out, targets), [unalignable]
 
-    def _val_batches(self):
-        """This worker's slice of the validation split, read once from the shards (a small
-        split: a Ray Data pass per validation would cost seconds of start-up on every call)."""
-        if getattr(self, "_val", None) is None:
-            import pyarrow as pa
-
-            from ocr.data.shards import read_rows
-            from ocr.train.dist import rank_and_world
-
-            data = self.cfg.val_data or self.cfg.data
-            table = pa.concat_tables(read_rows(data, self.cfg.val_split, ["id", "image", "label"]))
-            rank, world = rank_and_world()
-            self._val = table.take(list(range(rank, table.num_rows, world)))
-        collate = TrainCollate(self.charset, self.preprocess)
-        for start in range(0, self._val.num_rows, self.cfg.batch_size):
-            part = self._val.slice(start, self.cfg.batch_size)
-            yield collate({k: part.column(k).to_numpy(zero_copy_only=False) for k in part.column_names})
-
     @torch.no_grad()
     def validate(self, model, device) -> list[float]:
         metrics, loss_sum = TextMetrics(), 0.0
-        for batch in self._val_batches():
+        collate = TrainCollate(self.charset, self.preprocess)
+        for batch in map(collate, val_batches(self.cfg, ["id", "image", "label"])):
             images, targets = batch["images"].to(device), batch["targets"].to(device)
             out = model(images)
             if model.prediction == "ctc":

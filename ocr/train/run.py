@@ -73,6 +73,14 @@ def _storage_args(root: str) -> dict:
     return {"storage_path": path, "storage_filesystem": fs}
 
 
+def total_steps(cfg: TrainConfig, task) -> int:
+    """Optimiser steps of the run: ``max_steps``, or ``epochs`` of each worker's equal share."""
+    rows_per_worker = task.train_rows // cfg.num_workers
+    if rows_per_worker == 0:
+        raise ConfigError(f"{task.train_rows} training samples cannot feed {cfg.num_workers} workers")
+    return cfg.max_steps or cfg.epochs * max(1, math.ceil(rows_per_worker / cfg.batch_size))
+
+
 def build_trainer(cfg: TrainConfig, task, run_name: str, run_dir: str, callbacks: list | None = None):
     """The TorchTrainer (also what ``ocr tune`` runs in each trial, with Tune's callback)."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
@@ -81,17 +89,12 @@ def build_trainer(cfg: TrainConfig, task, run_name: str, run_dir: str, callbacks
     from ocr.train.loop import train_loop_per_worker
 
     threads, cpus = _threads_and_cpus(cfg)
-    per_worker = cfg.batch_size * cfg.num_workers
-    rows_per_worker = task.train_rows // cfg.num_workers
-    steps_per_epoch = max(1, math.ceil(rows_per_worker / cfg.batch_size))
-    if rows_per_worker == 0:
-        raise ConfigError(f"{task.train_rows} training samples cannot feed {cfg.num_workers} workers")
-    total = cfg.max_steps or cfg.epochs * steps_per_epoch
+    total = total_steps(cfg, task)
     resources = {"CPU": cpus, **({"GPU": 1} if cfg.use_gpu else {})}
     return TorchTrainer(
         train_loop_per_worker,
         train_loop_config={"cfg": cfg, "task": task, "total_steps": total, "run_dir": run_dir,
-                           "threads": threads, "global_batch": per_worker},
+                           "threads": threads},
         scaling_config=ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
                                      resources_per_worker=resources),
         torch_config=TorchConfig(backend="nccl" if cfg.use_gpu else "gloo"),

@@ -59,7 +59,7 @@ class RunLog:
         with self.csv_path.open("a", newline="", encoding="utf-8") as f:
             csv.DictWriter(f, self.columns, extrasaction="ignore").writerow(row)
         for key, value in row.items():
-            if key not in ("step", "epoch") and isinstance(value, (int, float)) and value is not None:
+            if key not in ("step", "epoch") and isinstance(value, (int, float)):
                 tag = f"val/{key[4:]}" if key.startswith("val_") else f"train/{key}"
                 self.tb.add_scalar(tag, value, row["step"])
 

@@ -29,6 +29,37 @@ def ids_to_ints(ids) -> np.ndarray:
     return np.array([int(str(i)[:16], 16) for i in ids], dtype=np.uint64).view(np.int64)
 
 
+def numpy_collate(cls, *args, **kwargs):
+    """An instance of collate class ``cls`` that Ray Data's ``iter_torch_batches`` feeds numpy."""
+    from ray.data.collate_fn import NumpyBatchCollateFn
+
+    return type(cls.__name__, (cls, NumpyBatchCollateFn), {})(*args, **kwargs)
+
+
+def val_batches(cfg: TrainConfig, columns: list[str]):
+    """This worker's slice (rows rank::world) of the validation split, read straight from the
+    shards, as numpy batches of ``cfg.batch_size`` rows (a small split: a Ray Data pass per
+    validation would cost seconds of start-up on every call). Cached in the worker process."""
+    import pyarrow as pa
+
+    from ocr.data.shards import read_rows
+    from ocr.train.dist import rank_and_world
+
+    data = cfg.val_data or cfg.data
+    rank, world = rank_and_world()
+    key = (data, cfg.val_split, tuple(columns), rank, world)
+    if key not in _VAL_CACHE:
+        table = pa.concat_tables(read_rows(data, cfg.val_split, columns))
+        _VAL_CACHE[key] = table.take(list(range(rank, table.num_rows, world)))
+    table = _VAL_CACHE[key]
+    for start in range(0, table.num_rows, cfg.batch_size):
+        part = table.slice(start, cfg.batch_size)
+        yield {k: part.column(k).to_numpy(zero_copy_only=False) for k in columns}
+
+
+_VAL_CACHE: dict = {}
+
+
 def _manifest(data: str) -> dict:
     try:
         return read_manifest(data)

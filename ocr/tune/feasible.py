@@ -15,6 +15,7 @@ import os
 import torch
 
 from ocr.config import ConfigError, from_dict
+from ocr.train import checkpoint
 from ocr.train.config import TrainConfig
 from ocr.train.task import make_task
 
@@ -42,17 +43,12 @@ def activation_bytes(model: torch.nn.Module, x: torch.Tensor) -> int:
 
 def memory_estimate(task, batch_size: int) -> int:
     """Training bytes of one worker for ``task`` at ``batch_size`` (see the module doc)."""
-    model = task.build_model() if not task.cfg.init_from else _fresh(task)
-    p = task.model_meta()["preprocess"]
+    meta = task.model_meta()
+    model = checkpoint.build_model(meta)  # the architecture only: no weights are loaded
+    p = meta["preprocess"]
     x = torch.zeros(2, p["channels"], p["height"], p["width"])
     params = sum(t.numel() for t in model.parameters())
     return 16 * params + activation_bytes(model, x) * batch_size  # (per sample) x 2 / 2 samples
-
-
-def _fresh(task):
-    from ocr.train import checkpoint
-
-    return checkpoint.build_model(task.model_meta())
 
 
 def device_budget(use_gpu: bool, concurrent_workers: int) -> int:

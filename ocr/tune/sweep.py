@@ -125,6 +125,8 @@ def sweep(cfg: SweepConfig, train_cfg: TrainConfig) -> dict:
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
     from ocr.runtime import configure_data, ensure_ray
+    from ocr.train.run import total_steps
+    from ocr.train.task import make_task
 
     ensure_ray(train_cfg.num_cpus, dashboard=True)
     configure_data(progress=False)
@@ -135,9 +137,9 @@ def sweep(cfg: SweepConfig, train_cfg: TrainConfig) -> dict:
     name = cfg.name or f"sweep-{time.strftime('%Y%m%d-%H%M%S')}"
     root = cfg.storage if storage.is_s3(cfg.storage) else os.path.abspath(cfg.storage)
     sweep_dir = storage.join(root, name)
-    task = _metric_of(train_cfg)
+    task = make_task(train_cfg)  # the base config itself is refused here when it cannot train
     good, refused = feasible_points(base, cfg, device_budget(train_cfg.use_gpu, concurrent))
-    total = _total_steps(train_cfg, base)
+    total = total_steps(train_cfg, task)
     # One more than a full trial's reports: ASHA then never stops a trial at its natural end
     # (a trial Tune stops is killed, and Ray Train leaves its workers' CPUs reserved).
     max_t = max(1, math.ceil(total / train_cfg.val_every)) + 1
@@ -166,18 +168,3 @@ def sweep(cfg: SweepConfig, train_cfg: TrainConfig) -> dict:
     storage.write_text(storage.join(sweep_dir, "points.json"),
                        json.dumps({"run": good, "refused": refused}, indent=1, default=str))
     return summary
-
-
-def _metric_of(train_cfg: TrainConfig):
-    """The task's validation metric and mode (without building the task on every call)."""
-    from ocr.train.task import make_task
-
-    return make_task(train_cfg)
-
-
-def _total_steps(train_cfg: TrainConfig, base: dict) -> int:
-    if train_cfg.max_steps:
-        return train_cfg.max_steps
-    task = _metric_of(train_cfg)
-    per_epoch = max(1, math.ceil(task.train_rows // train_cfg.num_workers / train_cfg.batch_size))
-    return train_cfg.epochs * per_epoch
