@@ -9,6 +9,7 @@ from ocr.config import ConfigError
 OPTIMIZERS = ("adamw", "adadelta")
 SCHEDULES = ("cosine", "constant", "onecycle")
 PRECISIONS = ("auto", "fp32", "bf16")
+PLACEMENTS = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")  # Ray placement-group strategies
 
 
 @dataclass
@@ -48,6 +49,7 @@ class TrainConfig:
     num_workers: int = 1
     use_gpu: bool = False
     cpus_per_worker: float = 0.0     # 0: share the CPUs, leaving half a CPU for Ray Data
+    placement_strategy: str = "PACK"  # workers on as few nodes as fit (PACK) or one per node (SPREAD)
     storage: str = "runs"            # root of run folders, local or s3://
     name: str = ""                   # run name; empty: TASK-MODEL-TIMESTAMP. An existing run resumes.
     max_failures: int = 3            # worker failures to recover from (from the latest checkpoint)
@@ -59,7 +61,8 @@ class TrainConfig:
     nan_at_step: int = 0             # tests: the loss is NaN from this step on (0: never)
 
     def __post_init__(self):
-        checks = [("optimizer", OPTIMIZERS), ("schedule", SCHEDULES), ("precision", PRECISIONS)]
+        checks = [("optimizer", OPTIMIZERS), ("schedule", SCHEDULES), ("precision", PRECISIONS),
+                  ("placement_strategy", PLACEMENTS)]
         for name, allowed in checks:
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name}: expected one of {allowed}, found {getattr(self, name)!r}")

@@ -165,7 +165,7 @@ class Loop:
             mine = list(st.epoch_seen) if self.rank == 0 else []
             batches = iter(self.task.train_batches(st.epoch, seen))
             while st.step < self.total_steps:
-                batch = next(batches, None)
+                batch = _next_to_train(batches)
                 ids = self._step(batch)
                 if ids is None:
                     break  # every worker has finished the epoch
@@ -272,6 +272,19 @@ class Loop:
         ) + f"  (best {self.task.metric[4:]} {st.best:.4f} at step {st.best_step})", flush=True)
         self.log.write({**metrics, "loss": None})
         self.log.flush()
+
+
+def _next_to_train(batches) -> dict | None:
+    """This worker's next batch with samples still to train this epoch; None when its data is done.
+
+    After a resume the batches of samples trained before the checkpoint come back empty
+    from the collate: skipping them here matters, since a step where every worker has an
+    empty batch ends the epoch (and would lose the samples still to come in it).
+    """
+    for batch in batches:
+        if len(batch["ids"]):
+            return batch
+    return None
 
 
 def train_loop_per_worker(config: dict) -> None:

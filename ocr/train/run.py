@@ -25,7 +25,7 @@ from ocr.train.task import make_task
 # Keys that may change when a run continues; any other difference is refused.
 _RESUMABLE = {"epochs", "max_steps", "max_minutes", "val_every", "log_every", "max_bad_steps",
               "num_workers", "use_gpu", "cpus_per_worker", "max_failures", "num_cpus", "fault_at_step",
-              "nan_at_step", "name", "storage"}
+              "nan_at_step", "name", "storage", "placement_strategy"}
 
 
 def run_dir_of(cfg: TrainConfig) -> tuple[str, str]:
@@ -96,7 +96,8 @@ def build_trainer(cfg: TrainConfig, task, run_name: str, run_dir: str, callbacks
         train_loop_config={"cfg": cfg, "task": task, "total_steps": total, "run_dir": run_dir,
                            "threads": threads},
         scaling_config=ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
-                                     resources_per_worker=resources),
+                                     resources_per_worker=resources,
+                                     placement_strategy=cfg.placement_strategy),
         torch_config=TorchConfig(backend="nccl" if cfg.use_gpu else "gloo"),
         datasets=task.datasets(),
         run_config=RunConfig(
