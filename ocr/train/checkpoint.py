@@ -97,7 +97,11 @@ def build_model(meta: dict) -> torch.nn.Module:
         from ocr.models.detection import create_detector
 
         return create_detector(**meta["arch"])
-    raise ValueError(f"unknown task {task!r} in model.json: expected recognition or detection")
+    if task == "orientation":
+        from ocr.models.orientation import build_orienter
+
+        return build_orienter(meta["arch"])
+    raise ValueError(f"unknown task {task!r} in model.json: expected recognition, detection or orientation")
 
 
 def load(path: str, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict]:

@@ -103,4 +103,8 @@ def make_task(cfg: TrainConfig):
         from ocr.train.detection import DetectionTask
 
         return DetectionTask(cfg)
-    raise ConfigError(f"task: expected recognition or detection, found {cfg.task!r}")
+    if cfg.task == "orientation":
+        from ocr.train.orientation import OrientationTask
+
+        return OrientationTask(cfg)
+    raise ConfigError(f"task: expected recognition, detection or orientation, found {cfg.task!r}")
