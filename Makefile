@@ -12,7 +12,8 @@ setup:
 demo: setup
 	$(PY) -m ocr.demo --out $(OUT)
 
-test: setup
+test:
+	WITH_BROWSER=1 bash scripts/setup.sh
 	$(PY) -m pytest -q tests
 
 bench: setup

@@ -131,8 +131,11 @@ def cmd_eval(args) -> int:
     from ocr.train import checkpoint
 
     cfg = config_from_args(EvalConfig, args)
-    if checkpoint.read_meta(cfg.checkpoint)["task"] == "detection":
+    task = checkpoint.read_meta(cfg.checkpoint)["task"]
+    if task == "detection":
         return cmd_eval_detection(args)  # with the flags eval shares with eval-detection
+    if task == "orientation":
+        return cmd_eval_orientation(args)  # likewise
     s = evaluate(cfg)
     print(f"{s['samples']} lines: CER {s['cer']:.4f}  NED {s['ned']:.4f}  char accuracy "
           f"{s['char_accuracy']:.4f}  word accuracy {s['word_accuracy']:.4f}  "
@@ -155,6 +158,37 @@ def cmd_eval_detection(args) -> int:
     wrote = f"{s['output']}/summary.json" + (f", {s['predictions']}" if "predictions" in s else "")
     print(f"{line}\nwrote {wrote}")
     return 0
+
+
+def cmd_eval_orientation(args) -> int:
+    from ocr.eval.orientation import OrientationEvalConfig, evaluate_orienter
+
+    s = evaluate_orienter(config_from_args(OrientationEvalConfig, args))
+    classes = "  ".join(f"{c}: P {v['precision']:.3f} R {v['recall']:.3f} F1 {v['f1']:.3f}"
+                        for c, v in s["per_class"].items())
+    print(f"{s['pages']} pages ({s['method']}): skew MAE {s['skew_mae']:.3f} deg (median "
+          f"{s['skew_median']:.3f}, max {s['skew_max']:.2f}), within 0.5 deg {s['within_0_5']:.4f}, "
+          f"within 1 deg {s['within_1']:.4f}\norientation accuracy {s['orientation_accuracy']:.4f}  "
+          f"{classes}\nangle MAE (total, orientation included) {s['angle_mae']:.3f} deg; "
+          f"{s['ms_per_page']} ms/page\nwrote {s['output']}/predictions.csv, summary.json")
+    return 0
+
+
+def cmd_deskew(args) -> int:
+    from ocr.deskew import DeskewConfig, deskew_files
+
+    cfg, failed = config_from_args(DeskewConfig, args), 0
+    for path, target, info in deskew_files(cfg):
+        if target is None:
+            failed += 1
+            print(f"{path}: error: {info}", file=sys.stderr)
+        elif cfg.json:
+            print(json.dumps({"image": path, "output": target, **info}, ensure_ascii=False))
+        else:
+            print(f"{path}\tangle {info['angle']:.2f}\tskew {info['skew']:.2f}\torientation "
+                  f"{info['orientation']}\tconfidence {info['confidence']:.3f}\t{info['method']}\t"
+                  f"-> {target}")
+    return 1 if failed else 0
 
 
 def cmd_recognize(args) -> int:
@@ -203,12 +237,40 @@ def cmd_tune(args) -> int:
     return 0 if summary["best"] else 1
 
 
+def cmd_serve(args) -> int:
+    import time
+
+    from ocr.serve import deploy
+    from ocr.serve.config import ServeConfig
+
+    url = deploy(config_from_args(ServeConfig, args))
+    print(f"serving on {url} (web page {url}/, API docs {url}/docs); Ctrl-C stops", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        return 0
+
+
+def cmd_client(args) -> int:
+    from ocr.serve.client import ClientError, run
+
+    try:
+        print(run(args.image, args.url, args.endpoint, args.json, args.token))
+    except ClientError as e:
+        print(f"ocr client: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_models(args) -> int:
     from ocr.models.detection import list_detectors
+    from ocr.models.orientation import list_orienters
     from ocr.models.recognition import list_recognizers
 
     print("recognition: " + ", ".join(list_recognizers()))
     print("detection:   " + ", ".join(list_detectors()))
+    print("orientation: " + ", ".join(list_orienters()))
     return 0
 
 
@@ -255,6 +317,19 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_args(p, DetectionEvalConfig, positional=("checkpoint", "data"))
     p.set_defaults(func=cmd_eval_detection)
 
+    from ocr.deskew import DeskewConfig
+    from ocr.eval.orientation import OrientationEvalConfig
+
+    p = sub.add_parser("eval-orientation", help="evaluate an orientation checkpoint, or 'classical' "
+                       "(skew error, orientation accuracy); `ocr eval` dispatches here too")
+    add_config_args(p, OrientationEvalConfig, positional=("checkpoint", "data"))
+    p.set_defaults(func=cmd_eval_orientation)
+
+    p = sub.add_parser("deskew", help="write upright copies of page images and print the angle found "
+                       "(--checkpoint: an orientation model; none: the classical method)")
+    add_config_args(p, DeskewConfig, positional=("inputs",))
+    p.set_defaults(func=cmd_deskew)
+
     p = sub.add_parser("recognize", help="read text lines with a checkpoint")
     p.add_argument("checkpoint")
     p.add_argument("images", nargs="+")
@@ -273,6 +348,22 @@ def build_parser() -> argparse.ArgumentParser:
                        "(--config: the training config; --train-set KEY=VALUE overrides it)")
     add_config_args(p, SweepConfig)
     p.set_defaults(func=cmd_tune)
+
+    from ocr.serve.client import ENDPOINTS
+    from ocr.serve.config import ServeConfig
+
+    p = sub.add_parser("serve", help="serve the deskew -> ROI -> recognition graph on Ray Serve "
+                       "(serve_config.yaml does the same with `serve run`)")
+    add_config_args(p, ServeConfig)
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("client", help="send an image to a running service and print what it read")
+    p.add_argument("image")
+    p.add_argument("--url", default="http://127.0.0.1:8000")
+    p.add_argument("--endpoint", choices=ENDPOINTS, default="ocr")
+    p.add_argument("--json", action="store_true", help="print the whole JSON answer")
+    p.add_argument("--token", default=None, help="bearer token (default: $OCR_SERVE_TOKEN)")
+    p.set_defaults(func=cmd_client)
 
     p = sub.add_parser("models", help="list the model presets")
     p.set_defaults(func=cmd_models)

@@ -19,6 +19,14 @@ if fonts_missing; then
     fonts-nanum fonts-dejavu-core fonts-noto-cjk fonts-liberation2 fontconfig >/dev/null
 fi
 
+# The web page's tests drive Debian's chromium (WITH_BROWSER=1, as `make test` sets).
+if [ "${WITH_BROWSER:-0}" = 1 ] && ! command -v chromium >/dev/null; then
+  echo "[setup] installing chromium (for the web page's tests)"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null
+fi
+
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
 "$VENV/bin/python" -m pip install -q --upgrade pip
 # The CPU wheel first: an unpinned torch would pull gigabytes of CUDA packages.

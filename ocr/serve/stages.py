@@ -1,0 +1,123 @@
+"""The three stages of the OCR graph as plain classes: no Ray, no HTTP.
+
+Serve's deployments (``ocr.serve.deployments``) hold one of these each and swap it when
+their checkpoint changes; the serving benchmark calls them directly to measure what Serve
+adds. Images travel as uint8 numpy arrays (H, W) or (H, W, C): cheap to pickle, zero-copy
+through Ray's object store.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+
+def model_version(meta: dict, path: str) -> dict:
+    """What a response says about the model that produced it."""
+    return {"task": meta.get("task"), "arch": (meta.get("arch") or {}).get("name"),
+            "step": meta.get("step"), "run": (meta.get("config") or {}).get("name"),
+            "charset": (meta.get("charset") or {}).get("hash"), "checkpoint": path}
+
+
+def as_image(array: np.ndarray) -> Image.Image:
+    return Image.fromarray(np.ascontiguousarray(array))
+
+
+BUCKET = 32
+
+
+class RecognizerStage:
+    """Reads line images, in batches bucketed by width: crops of one bucket are padded to
+    that bucket's width, alone or batched, so a batched answer equals the unbatched one."""
+
+    def __init__(self, path: str, device: str = "cpu"):
+        from ocr.infer import LineReader
+
+        self.reader = LineReader.load(path, device)
+        self.version = model_version(self.reader.meta, path)
+
+    def bucket(self, image: Image.Image) -> int:
+        """The padded width of ``image``: its resized width rounded up to a multiple of 32 (a
+        few buckets, so concurrent crops share a model call; the padding is per crop, so the
+        answer does not depend on the batch)."""
+        spec = self.reader.preprocess
+        return spec.bucket_width([spec.resized_width(*image.size)], multiple=BUCKET)
+
+    def read(self, crops: list[np.ndarray]) -> list[dict]:
+        """{"text", "confidence"} per crop, in order."""
+        images = [as_image(c) for c in crops]
+        buckets: dict[int, list[int]] = {}
+        for i, im in enumerate(images):
+            buckets.setdefault(self.bucket(im), []).append(i)
+        out: list[dict] = [{}] * len(images)
+        for width, idx in buckets.items():
+            x = self.reader.preprocess([images[i] for i in idx], width)
+            for i, (text, conf) in zip(idx, self.reader.read_batch(x)):
+                out[i] = {"text": text, "confidence": round(float(conf), 5)}
+        return out
+
+
+def reading_order(boxes: np.ndarray) -> list[int]:
+    """Indices of (n, 4) boxes top to bottom, then left to right within a row (boxes whose
+    vertical centres lie within half a median box height of the row's first box)."""
+    if len(boxes) == 0:
+        return []
+    heights = boxes[:, 3] - boxes[:, 1]
+    tol = max(1.0, float(np.median(heights)) / 2)
+    centre = (boxes[:, 1] + boxes[:, 3]) / 2
+    rows: list[list[int]] = []
+    for i in np.argsort(centre, kind="stable"):
+        if rows and abs(centre[i] - centre[rows[-1][0]]) <= tol:
+            rows[-1].append(int(i))
+        else:
+            rows.append([int(i)])
+    return [i for row in rows for i in sorted(row, key=lambda j: boxes[j, 0])]
+
+
+class DetectorStage:
+    """Finds text regions (ROI) on a page: boxes in page pixels, in reading order."""
+
+    def __init__(self, path: str, device: str = "cpu"):
+        from ocr.eval.detection import Detector
+
+        self.detector = Detector(path, device)
+        if self.detector.kind != "roi":
+            raise ValueError(f"{path}: expected a region (ROI) detector, found a "
+                             f"{self.detector.target!r} detector")
+        self.version = model_version(self.detector.meta, path)
+
+    def detect(self, page: np.ndarray, min_score: float, max_boxes: int) -> list[dict]:
+        det = self.detector.pages([as_image(page)])[0]
+        keep = det["scores"] >= min_score
+        boxes, scores = det["boxes"][keep], det["scores"][keep]
+        best = np.argsort(-scores, kind="stable")[:max_boxes]
+        boxes, scores = boxes[best], scores[best]
+        h, w = page.shape[:2]
+        boxes = np.clip(boxes, 0, [w, h, w, h])
+        return [{"box": [round(float(v), 1) for v in boxes[i]], "score": round(float(scores[i]), 4)}
+                for i in reading_order(boxes)]
+
+
+class DeskewerStage:
+    """Finds the page's rotation and returns it upright. No checkpoint: the classical method."""
+
+    def __init__(self, path: str | None, device: str = "cpu"):
+        from ocr.deskew import PageDeskewer
+
+        self.deskewer = PageDeskewer.load(path or None, device)
+        self.version = {**self.deskewer.version, "checkpoint": path or None}
+
+    def correct(self, page: np.ndarray) -> tuple[np.ndarray, dict]:
+        upright, info = self.deskewer.correct(as_image(page))
+        return np.asarray(upright), info
+
+
+def crop(page: np.ndarray, box: list[float], margin: float | None = None) -> np.ndarray:
+    """The line at ``box`` grown by ``margin`` x its height (default: as detection training
+    crops lines), clipped to the page."""
+    from ocr.train.detection import CROP_MARGIN, crop_box
+
+    margin = CROP_MARGIN if margin is None else margin
+    x0, y0, x1, y1 = crop_box(np.asarray(box, np.float32), (page.shape[1], page.shape[0]), (margin,) * 4)
+    return page[y0:y1, x0:x1]
+

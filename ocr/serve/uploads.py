@@ -1,0 +1,117 @@
+"""Upload safety: every bad upload becomes a :class:`RequestError` (a 4xx JSON answer), never a 500.
+
+Checks, in the order a request meets them:
+
+    Content-Length over the byte cap                     413 too_large (nothing read)
+    content type not an image, octet-stream or multipart 415 unsupported_media_type
+    body over the byte cap while streaming               413 too_large (reading stops at the cap)
+    multipart without a file part, or malformed          400 bad_multipart / missing_file
+    zero bytes                                           400 zero_byte
+    magic bytes not in the allowlist                     415 not_an_image / unsupported_format
+    width x height over the pixel cap (header only)      413 too_many_pixels
+    truncated or corrupt data (full decode)              400 corrupt_image
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from PIL import Image
+
+from ocr.data.images import ALLOWED_FORMATS, ImageError, decode, sniff_format
+
+RAW_TYPES = ("application/octet-stream",)
+FILE_FIELDS = ("file", "image")
+_STATUS = {"too_many_pixels": 413, "not_an_image": 415, "unsupported_format": 415}
+
+
+class RequestError(Exception):
+    """A client error: HTTP ``status``, a stable ``code`` and a sentence for people."""
+
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+    def to_json(self) -> dict:
+        return {"error": {"status": self.status, "code": self.code, "message": self.message}}
+
+
+@dataclass(frozen=True)
+class UploadLimits:
+    """Caps on one upload. ``formats`` is the allowlist, checked on magic bytes."""
+
+    max_bytes: int = 10 * 1024 * 1024
+    max_pixels: int = 40_000_000
+    formats: tuple[str, ...] = ALLOWED_FORMATS
+
+    def __post_init__(self):
+        unknown = sorted(set(self.formats) - set(ALLOWED_FORMATS))
+        if unknown:
+            raise ValueError(f"formats: expected some of {ALLOWED_FORMATS}, found {unknown}")
+        if self.max_bytes < 1 or self.max_pixels < 1:
+            raise ValueError(f"max_bytes and max_pixels must be positive, found "
+                             f"{self.max_bytes} and {self.max_pixels}")
+
+
+def _too_large(limits: UploadLimits, found: str) -> RequestError:
+    return RequestError(413, "too_large", f"upload too large: expected at most {limits.max_bytes} "
+                        f"bytes, found {found}")
+
+
+async def capped_body(request, limits: UploadLimits):
+    """The request body in chunks, refused (413) as soon as it passes ``limits.max_bytes``."""
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > limits.max_bytes:
+        raise _too_large(limits, f"Content-Length {length}")
+    seen = 0
+    async for chunk in request.stream():
+        seen += len(chunk)
+        if seen > limits.max_bytes:
+            raise _too_large(limits, f"more than {limits.max_bytes} bytes in the body")
+        if chunk:
+            yield chunk
+
+
+async def _multipart_file(request, limits: UploadLimits) -> bytes:
+    from starlette.datastructures import UploadFile
+    from starlette.formparsers import MultiPartException, MultiPartParser
+
+    parser = MultiPartParser(request.headers, capped_body(request, limits), max_files=1, max_fields=16,
+                             max_part_size=limits.max_bytes)
+    try:
+        form = await parser.parse()
+    except MultiPartException as e:
+        raise RequestError(400, "bad_multipart", f"malformed multipart body: {e.message}") from None
+    for name in FILE_FIELDS:
+        part = form.get(name)
+        if isinstance(part, UploadFile):
+            data = await part.read()
+            await part.close()
+            return data
+    raise RequestError(400, "missing_file", f"multipart body: expected a file part named "
+                       f"{' or '.join(repr(f) for f in FILE_FIELDS)}, found fields {sorted(form.keys())}")
+
+
+async def read_upload(request, limits: UploadLimits) -> bytes:
+    """The uploaded image's bytes: a multipart ``file`` part, or the raw body."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype == "multipart/form-data":
+        return await _multipart_file(request, limits)
+    if not (ctype.startswith("image/") or ctype in RAW_TYPES):
+        raise RequestError(415, "unsupported_media_type", "content type: expected multipart/form-data "
+                           "with a 'file' part, image/*, or application/octet-stream, found "
+                           f"{ctype or 'none'!r}")
+    return b"".join([chunk async for chunk in capped_body(request, limits)])
+
+
+def decode_upload(data: bytes, limits: UploadLimits) -> Image.Image:
+    """Checked decode: magic bytes against the allowlist, pixel cap before decoding, then a
+    full decode (which catches truncated files). Any failure is a :class:`RequestError`."""
+    fmt = sniff_format(data) if data else None
+    if fmt is not None and fmt not in limits.formats:
+        raise RequestError(415, "unsupported_format", f"image format: expected one of "
+                           f"{', '.join(limits.formats)}, found {fmt}")
+    try:
+        return decode(data, limits.max_pixels)
+    except ImageError as e:
+        raise RequestError(_STATUS.get(e.reason, 400), e.reason, str(e)) from None

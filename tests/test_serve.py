@@ -1,0 +1,452 @@
+"""The Serve graph over real HTTP, with tiny untrained checkpoints (what they read is noise;
+the tests check the plumbing: routes, batching, upload safety, hot swap, auth, the page)."""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import http.client
+import io
+import json
+import struct
+import subprocess
+import sys
+import threading
+import time
+import zlib
+from pathlib import Path
+from urllib.parse import urlparse
+
+import numpy as np
+import pytest
+import requests
+from PIL import Image
+
+from ocr.charset import Charset
+from ocr.config import ConfigError
+from ocr.models.detection import create_detector
+from ocr.models.recognition import create_recognizer
+from ocr.serve.config import ServeConfig
+from ocr.serve.stages import RecognizerStage, reading_order
+from ocr.train import checkpoint
+
+PREPROCESS_LINE = {"height": 32, "width": 100, "keep_ratio": True, "pad": "replicate", "channels": 1,
+                   "mean": 0.5, "std": 0.5}
+PREPROCESS_PAGE = {**PREPROCESS_LINE, "height": 64, "width": 64, "keep_ratio": False, "channels": 3}
+
+
+def tiny_recognizer(folder: Path, seed: int, run: str) -> str:
+    import torch
+
+    torch.manual_seed(seed)
+    cs = Charset.from_string("0123456789", spec="digits")
+    model = create_recognizer("tiny_crnn", num_classes=cs.num_classes)
+    checkpoint.save(folder, model, {"task": "recognition", "arch": model.arch_config(),
+                                    "charset": cs.to_json(), "preprocess": PREPROCESS_LINE, "step": seed,
+                                    "config": {"name": run}})
+    return str(folder)
+
+
+def tiny_detector(folder: Path) -> str:
+    import torch
+
+    torch.manual_seed(0)
+    model = create_detector("tiny_ssdlite", num_classes=2, size=64, channels=3)
+    checkpoint.save(folder, model, {"task": "detection", "arch": model.arch_config(), "charset": None,
+                                    "preprocess": PREPROCESS_PAGE, "classes": ["__background__", "line"],
+                                    "target": "line", "readout": None, "step": 1, "config": {"name": "roi"}})
+    return str(folder)
+
+
+def png(image: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, "PNG")
+    return buf.getvalue()
+
+
+def line_images(n: int) -> list[bytes]:
+    rng = np.random.default_rng(0)
+    return [png(Image.fromarray(rng.integers(0, 255, (20 + 3 * i, 40 + 17 * i), dtype=np.uint8)))
+            for i in range(n)]
+
+
+def page_png() -> bytes:
+    from ocr.data.synth.fonts import find_fonts
+    from ocr.data.synth.page import PageStyle, render_page
+
+    fonts = [f for f in find_fonts() if "DejaVuSans" in f.path][:1]
+    page = render_page(["12345 678", "90 1234", "567890"], fonts, np.random.default_rng(1),
+                       size=(240, 160), style=PageStyle(font_size=(18, 18), background="plain"))
+    return png(page.image)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("serve-models")
+    return {"rec": tiny_recognizer(root / "rec", 0, "rec-a"),
+            "rec2": tiny_recognizer(root / "rec2", 1, "rec-b"),
+            "rec3": tiny_recognizer(root / "rec3", 2, "rec-c"), "roi": tiny_detector(root / "roi")}
+
+
+def _config(models, **overrides) -> ServeConfig:
+    base = dict(recognizer=models["rec"], detector=models["roi"], deskewer="", min_score=0.0, max_lines=4,
+                max_bytes=1_000_000, max_pixels=4_000_000, formats=["PNG", "JPEG", "BMP", "TIFF", "WEBP"],
+                threads=1, port=_free_port())
+    return ServeConfig(**{**base, **overrides})
+
+
+@pytest.fixture(scope="module")
+def service(ray_local, models):
+    from ray import serve
+
+    from ocr.serve import deploy
+
+    cfg = _config(models)
+    url = deploy(cfg, quiet=True)
+    yield {"url": url, "cfg": cfg}
+    serve.shutdown()
+
+
+def post(url: str, data: bytes, ctype: str = "image/png", **kw) -> requests.Response:
+    return requests.post(url, data=data, headers={"Content-Type": ctype, **kw.pop("headers", {})},
+                         timeout=120, **kw)
+
+
+# --- without Serve ---------------------------------------------------------------------------
+def test_reading_order_rows_then_columns():
+    boxes = np.array([[50, 0, 90, 10], [0, 2, 40, 12], [0, 30, 40, 40], [45, 31, 80, 41]], np.float32)
+    assert reading_order(boxes) == [1, 0, 2, 3]
+    assert reading_order(np.zeros((0, 4), np.float32)) == []
+
+
+def test_batched_equals_unbatched_in_process(models, one_torch_thread):
+    stage = RecognizerStage(models["rec"])
+    crops = [np.asarray(Image.open(io.BytesIO(b))) for b in line_images(9)]
+    batched = stage.read(crops)
+    alone = [stage.read([c])[0] for c in crops]
+    assert [b["text"] for b in batched] == [a["text"] for a in alone]
+    np.testing.assert_allclose([b["confidence"] for b in batched], [a["confidence"] for a in alone],
+                               atol=1e-4)
+
+
+def test_bad_serve_configs_are_refused(models, tmp_path):
+    from ocr.serve.app import build_app
+
+    with pytest.raises(ConfigError, match="recognizer: expected a recognition checkpoint"):
+        ServeConfig()
+    with pytest.raises(ConfigError, match="min_score"):
+        _config(models, min_score=2)
+    with pytest.raises(ConfigError, match="formats"):
+        _config(models, formats=["PNG", "PDF"])
+    with pytest.raises(ConfigError, match="detector: .* is a recognition checkpoint: expected detection"):
+        build_app(_config(models, detector=models["rec"]))
+    with pytest.raises(ConfigError, match="recognizer: .*nowhere: expected a checkpoint folder"):
+        build_app(_config(models, recognizer=str(tmp_path / "nowhere")))
+
+
+# --- the graph over HTTP ---------------------------------------------------------------------
+def test_ocr_end_to_end(service):
+    url = service["url"]
+    for kwargs in ({"files": {"file": ("page.png", page_png(), "image/png")}},
+                   {"data": page_png(), "headers": {"Content-Type": "image/png"}}):
+        r = requests.post(f"{url}/ocr", timeout=120, **kwargs)
+        assert r.status_code == 200, r.text
+        out = r.json()
+        assert out["size"] == [240, 160] and 1 <= len(out["lines"]) <= 4
+        assert {"box", "score", "text", "confidence"} <= set(out["lines"][0])
+        assert set(out["timings_ms"]) == {"decode", "deskew", "detect", "recognize", "total"}
+        assert out["models"]["recognizer"]["run"] == "rec-a" and out["models"]["detector"]["run"] == "roi"
+        assert out["deskew_method"] == "classical" and out["orientation"] in (0, 90, 180, 270)
+        assert out["text"] == "\n".join(ln["text"] for ln in out["lines"])
+    with_image = requests.post(f"{url}/ocr?image=true", files={"file": ("p.png", page_png())},
+                               timeout=120).json()
+    assert with_image["image"].startswith("data:image/png;base64,")
+
+
+def test_stage_routes_health_and_docs(service):
+    url = service["url"]
+    line = line_images(1)[0]
+    r = post(f"{url}/recognize", line).json()
+    assert set(r) >= {"text", "confidence", "timings_ms", "models"} and set(r["text"]) <= set("0123456789")
+    d = post(f"{url}/detect", page_png()).json()
+    assert d["size"] == [240, 160] and len(d["lines"]) <= 4 and "text" not in d["lines"][0]
+    s = post(f"{url}/deskew?image=true", page_png()).json()
+    assert {"angle", "skew", "orientation", "image"} <= set(s)
+    health = requests.get(f"{url}/healthz", timeout=30).json()
+    assert health["status"] == "ok" and set(health["models"]) == {"recognizer", "detector", "deskewer"}
+    spec = requests.get(f"{url}/openapi.json", timeout=30).json()
+    assert {"/ocr", "/recognize", "/detect", "/deskew", "/healthz"} <= set(spec["paths"])
+    assert "multipart/form-data" in spec["paths"]["/ocr"]["post"]["requestBody"]["content"]
+    assert requests.get(f"{url}/docs", timeout=30).status_code == 200
+
+
+def _bomb_png(width: int, height: int) -> bytes:
+    """A PNG header claiming ``width`` x ``height`` pixels, with a few bytes of data."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + \
+        chunk(b"IEND", b"")
+
+
+def _gif() -> bytes:
+    buf = io.BytesIO()
+    Image.new("L", (30, 10), 255).save(buf, "GIF")
+    return buf.getvalue()
+
+
+BAD_UPLOADS = {
+    "zero_byte": (b"", "image/png", 400),
+    "not_an_image": (b"%PDF-1.7 definitely not an image", "application/octet-stream", 415),
+    "unsupported_format": (_gif(), "image/gif", 415),
+    "truncated": (None, "image/png", 400),
+    "too_many_pixels": (_bomb_png(30_000, 30_000), "image/png", 413),
+    "wrong_content_type": (b"{}", "application/json", 415),
+    "too_large": (b"\x89PNG\r\n\x1a\n" + b"\0" * 1_100_000, "image/png", 413),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_UPLOADS))
+@pytest.mark.parametrize("route", ["ocr", "recognize"])
+def test_bad_uploads_get_4xx_json(service, case, route):
+    data, ctype, status = BAD_UPLOADS[case]
+    if data is None:
+        data = page_png()[:300]
+    r = post(f"{service['url']}/{route}", data, ctype)
+    assert r.status_code == status, r.text
+    err = r.json()["error"]
+    assert err["status"] == status and err["message"]
+    renamed = {"truncated": "corrupt_image", "wrong_content_type": "unsupported_media_type"}
+    assert err["code"] == renamed.get(case, case)
+
+
+def test_bad_multipart_uploads(service):
+    url = f"{service['url']}/ocr"
+    r = requests.post(url, files={"picture": ("p.png", page_png())}, timeout=60)
+    assert r.status_code == 400 and r.json()["error"]["code"] == "missing_file"
+    r = requests.post(url, data=b"--xx\r\nnonsense", timeout=60,
+                      headers={"Content-Type": "multipart/form-data; boundary=xx"})
+    assert 400 <= r.status_code < 500 and "error" in r.json()
+    big = requests.post(url, files={"file": ("p.png", b"\x89PNG\r\n\x1a\n" + b"\0" * 1_200_000)}, timeout=60)
+    assert big.status_code == 413 and big.json()["error"]["code"] == "too_large"
+
+
+def test_streamed_body_is_cut_at_the_cap(service):
+    """A chunked body with no Content-Length is refused once it passes the cap: the server
+    answers 413 before the client has sent everything."""
+    u = urlparse(service["url"])
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=60)
+    conn.putrequest("POST", "/recognize")
+    conn.putheader("Content-Type", "image/png")
+    conn.putheader("Transfer-Encoding", "chunked")
+    conn.endheaders()
+    sent, chunk = 0, b"\0" * 65536
+    try:
+        for _ in range(200):   # up to 13 MB, far past the 1 MB cap
+            conn.send(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            sent += len(chunk)
+        conn.send(b"0\r\n\r\n")
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    res = conn.getresponse()
+    assert res.status == 413 and json.loads(res.read())["error"]["code"] == "too_large"
+
+
+def _read_lines_concurrently(url: str, lines: list[bytes], workers: int) -> list[dict]:
+    with cf.ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(lambda b: post(f"{url}/recognize", b).json(), lines))
+
+
+def test_batched_answers_equal_unbatched(service):
+    url, lines = service["url"], line_images(16)
+    alone = [post(f"{url}/recognize", b).json() for b in lines]
+    together = _read_lines_concurrently(url, lines, 16)
+    assert [a["text"] for a in alone] == [t["text"] for t in together]
+    np.testing.assert_allclose([a["confidence"] for a in alone], [t["confidence"] for t in together],
+                               atol=1e-4)
+
+
+def test_killed_replica_is_retried_not_500(service):
+    """Requests in flight when the Recognizer replica dies are retried on its replacement."""
+    import ray
+
+    url, line = service["url"], line_images(1)[0]
+    name = next(a for a in ray.util.list_named_actors(all_namespaces=True) if "Recognizer" in a["name"])
+    with cf.ThreadPoolExecutor(4) as pool:
+        futures = [pool.submit(post, f"{url}/recognize", line) for _ in range(4)]
+        ray.kill(ray.get_actor(name["name"], namespace=name["namespace"]), no_restart=True)
+        futures += [pool.submit(post, f"{url}/recognize", line) for _ in range(8)]
+        statuses = [f.result().status_code for f in futures]
+    assert statuses == [200] * 12, statuses
+
+
+def test_client_prints_text_and_json(service, tmp_path):
+    image = tmp_path / "line.png"
+    image.write_bytes(line_images(1)[0])
+    cmd = [sys.executable, "-m", "ocr.cli", "client", str(image), "--url", service["url"]]
+    out = subprocess.run(cmd + ["--endpoint", "recognize"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and set(out.stdout.strip()) <= set("0123456789"), out.stderr
+    out = subprocess.run(cmd + ["--json"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "timings_ms" in json.loads(out.stdout)
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"nope")
+    out = subprocess.run(cmd[:4] + [str(bad), "--url", service["url"]], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 1 and "415" in out.stderr and "not an image" in out.stderr
+
+
+def test_hot_swap_drops_no_request(service, models):
+    """Redeploying with another recognizer checkpoint swaps it in place while requests flow."""
+    from ray import serve
+
+    from ocr.serve.app import build_app
+
+    url, line = service["url"], line_images(1)[0]
+    answers, stop = [], threading.Event()
+
+    def hammer():
+        while not stop.is_set():
+            r = post(f"{url}/recognize", line)
+            answers.append((r.status_code, r.json().get("models", {}).get("recognizer", {}).get("run")))
+
+    threads = [threading.Thread(target=hammer) for _ in range(3)]
+    for t in threads:
+        t.start()
+    time.sleep(2)
+    cfg = ServeConfig(**{**service["cfg"].to_json(), "recognizer": models["rec2"]})
+    serve.run(build_app(cfg), name="ocr", route_prefix="/")
+    deadline = time.time() + 60
+    while time.time() < deadline and (not answers or answers[-1][1] != "rec-b"):
+        time.sleep(0.5)
+    time.sleep(1)
+    stop.set()
+    for t in threads:
+        t.join()
+    statuses = {s for s, _ in answers}
+    runs = [r for _, r in answers]
+    assert statuses == {200}, answers
+    assert runs[0] == "rec-a" and runs[-1] == "rec-b" and "rec-a" not in runs[runs.index("rec-b"):]
+
+
+def test_bearer_token(service, models, monkeypatch):
+    from ray import serve
+
+    from ocr.serve.app import build_app
+
+    monkeypatch.setenv("OCR_TEST_TOKEN", "s3cret")
+    cfg = ServeConfig(**{**service["cfg"].to_json(), "token_env": "OCR_TEST_TOKEN", "detector": "",
+                         "deskewer": "off"})
+    serve.run(build_app(cfg), name="secure", route_prefix="/secure")
+    try:
+        url, line = f"{service['url']}/secure", line_images(1)[0]
+        none = post(f"{url}/recognize", line)
+        wrong = post(f"{url}/recognize", line, headers={"Authorization": "Bearer nope"})
+        right = post(f"{url}/recognize", line, headers={"Authorization": "Bearer s3cret"})
+        assert none.status_code == wrong.status_code == 401
+        assert "OCR_TEST_TOKEN" in none.json()["error"]["message"]
+        assert right.status_code == 200 and "text" in right.json()
+        assert requests.get(f"{url}/healthz", timeout=30).json()["auth"] is True
+        # no detector: the whole image is one line; /detect says so with a 404
+        ocr = post(f"{url}/ocr", line, headers={"Authorization": "Bearer s3cret"}).json()
+        assert len(ocr["lines"]) == 1 and ocr["deskew_method"] == "off"
+        assert post(f"{url}/detect", line, headers={"Authorization": "Bearer s3cret"}).status_code == 404
+    finally:
+        serve.delete("secure")
+
+
+def test_web_page_in_chromium(service, tmp_path):
+    """The page in real headless Chromium: drop a page image, see boxes drawn and text listed."""
+    import shutil
+
+    from playwright.sync_api import sync_playwright
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.fail("chromium not found: `make test` installs it (Debian package chromium)")
+    image = tmp_path / "page.png"
+    image.write_bytes(page_png())
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1000, "height": 700})
+        page.goto(service["url"] + "/")
+        page.set_input_files("#file", str(image))
+        page.wait_for_selector("body[data-done='1']", timeout=60_000)
+        page.wait_for_function("document.getElementById('canvas').dataset.lines !== undefined",
+                               timeout=30_000)
+        items = page.locator("#lines li").all_inner_texts()
+        shot = page.locator("#canvas").screenshot()
+        status = page.inner_text("#status")
+        browser.close()
+    assert 1 <= len(items) <= 4 and "line(s)" in status and "total" in status
+    pixels = np.asarray(Image.open(io.BytesIO(shot)).convert("RGB")).astype(int)
+    red = (pixels[..., 0] > 200) & (pixels[..., 1] < 90) & (pixels[..., 2] < 90)
+    assert red.sum() > 100, "expected the detected boxes drawn in red on the canvas"
+    assert pixels.shape[1] >= 200   # the page itself is shown, not an empty canvas
+
+
+def test_serve_config_yaml_deploys_and_swaps(service, models, tmp_path):
+    """serve_config.yaml is valid for Serve and ServeConfig, and `serve deploy` of it (with
+    tiny checkpoints and this test's port) swaps the running app's recognizer."""
+    import ray
+    import yaml
+    from ray.serve.schema import ServeDeploySchema
+
+    cfg = yaml.safe_load((Path(__file__).parents[1] / "serve_config.yaml").read_text())
+    ServeDeploySchema.parse_obj(cfg)
+    app = cfg["applications"][0]
+    assert app["import_path"] == "ocr.serve.app:build_app"
+    ServeConfig(**app["args"])
+    assert {d["name"] for d in app["deployments"]} == {"OCRService", "Deskewer", "Detector", "Recognizer"}
+    assert all("max_queued_requests" in d and "autoscaling_config" in d for d in app["deployments"])
+    assert cfg["http_options"]["host"] == "127.0.0.1" and cfg["http_options"]["request_timeout_s"] > 0
+
+    app["args"].update(recognizer=models["rec3"], detector=models["roi"], deskewer="", min_score=0.0,
+                       max_lines=4, max_bytes=1_000_000, max_pixels=4_000_000)
+    cfg["http_options"]["port"] = urlparse(service["url"]).port
+    cfg["logging_config"] = {"log_level": "WARNING", "enable_access_log": False}
+    for d in app["deployments"]:
+        d["ray_actor_options"] = {"num_cpus": 0.1}
+        d["autoscaling_config"]["max_replicas"] = 1
+    path = tmp_path / "serve_config.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    dashboard = ray._private.worker.global_worker.node.address_info["webui_url"]
+    serve_cli = str(Path(sys.executable).parent / "serve")
+    out = subprocess.run([serve_cli, "deploy", str(path), "-a", f"http://{dashboard}"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    deadline, run = time.time() + 120, None
+    while time.time() < deadline and run != "rec-c":
+        time.sleep(1)
+        try:
+            run = requests.get(f"{service['url']}/healthz", timeout=10).json()["models"]["recognizer"]["run"]
+        except (requests.RequestException, KeyError, ValueError):
+            run = None
+    assert run == "rec-c"
+    assert post(f"{service['url']}/recognize", line_images(1)[0]).status_code == 200
+
+
+def test_prometheus_metrics(service):
+    """Our counters by route and status, and stage latencies, on Ray's metrics endpoint."""
+    import ray
+
+    url = service["url"]
+    post(f"{url}/recognize", line_images(1)[0])
+    post(f"{url}/recognize", b"nope")
+    port = ray._private.worker.global_worker.node.metrics_export_port
+    wanted = ['ray_ocr_requests_total{', 'route="/recognize"', 'status="415"',
+              'ray_ocr_stage_latency_ms_bucket', 'stage="recognize"', "ray_serve_num_http_requests"]
+    deadline, text = time.time() + 90, ""
+    while time.time() < deadline:
+        text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+        if all(w in text for w in wanted):
+            break
+        time.sleep(3)
+    missing = [w for w in wanted if w not in text]
+    assert not missing, f"not on the metrics endpoint: {missing}"
