@@ -1,74 +1,215 @@
-"""The main job, run by ``make demo``: the data plane end to end on a local Ray.
+"""The main job, run by ``make demo``: the whole platform end to end on a local Ray.
 
-1. render synthetic digit lines, Hangul/Latin lines and rotated pages into shards;
-2. export the digits to a deep-text-recognition-benchmark LMDB (what old tools read);
-3. ingest that LMDB back with ``ocr ingest``;
-4. print every manifest summary and where everything was written.
+1. synthesise digit lines and pages (Ray Data);
+2. ingest: the lines go out to a deep-text-recognition-benchmark LMDB and come back in
+   through ``ocr ingest``, as a team's old data set would;
+3. train a recogniser, a ROI detector and an orientation model (Ray Train, 2 workers);
+4. run a short learning-rate sweep of the recogniser (Ray Tune, ASHA);
+5. deploy the deskew -> ROI -> recognition graph (Ray Serve) on 127.0.0.1:8000;
+6. send it a rendered page, rotated;
+7. print the lines it read with the timings, and the web page's URL.
+
+Everything goes under one output folder (``--out``, default outputs/demo); the models are
+published to OUT/models/{recognizer,detector,orientation}, the paths serve_config.yaml names.
+About 15 minutes on 2 CPU cores (``--minutes`` scales the training budgets).
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import os
+import shutil
 import sys
 import time
+from pathlib import Path
 
 from ocr import storage
 
-
-def _step(n: int, title: str) -> float:
-    print(f"\n[{n}] {title}", flush=True)
-    return time.perf_counter()
+DIGITS_PAGE = "digits:4-12"
 
 
-def run(out: str, lines: int = 2000, pages: int = 40, num_cpus: int | None = None) -> None:
+class Steps:
+    def __init__(self):
+        self.started = time.perf_counter()
+        self.n = 0
+
+    def __call__(self, title: str) -> None:
+        self.n += 1
+        elapsed = time.perf_counter() - self.started
+        print(f"\n[{self.n}] {title}   (at {elapsed / 60:.1f} min)", flush=True)
+
+
+def synthesise(out: str, lines: int, pages: int, step: Steps) -> dict:
+    from ocr.data.ingest import summary_table
+    from ocr.data.synth.job import SynthConfig, synth
+
+    jobs = {
+        "lines": SynthConfig(output=storage.join(out, "synth-lines"), text="digits:1-10", count=lines,
+                             seed=1, overwrite=True),
+        "pages": SynthConfig(output=storage.join(out, "synth-pages"), kind="page", text=DIGITS_PAGE,
+                             count=pages, image_format="jpeg", seed=3, overwrite=True),
+    }
+    for name, cfg in jobs.items():
+        step(f"ocr synth: {cfg.count} {cfg.kind}s of {cfg.text} -> {cfg.output}")
+        t = time.perf_counter()
+        manifest = synth(cfg)
+        print(summary_table(manifest))
+        print(f"    {manifest['counts']['written'] / (time.perf_counter() - t):.0f} {name}/s")
+    return {k: v.output for k, v in jobs.items()}
+
+
+def ingest_lines(out: str, synth_lines: str, step: Steps) -> str:
     from ocr.config import IngestConfig
     from ocr.data.ingest import ingest, summary_table
     from ocr.data.lmdb_export import export_lmdb
-    from ocr.data.synth.job import SynthConfig, synth
+
+    lmdb_dir = os.path.join(out, "lmdb-lines")
+    step(f"ocr export-lmdb {synth_lines} -> {lmdb_dir}, then ocr ingest it back")
+    n = export_lmdb(synth_lines, lmdb_dir)
+    print(f"    {n} samples in the deep-text-recognition-benchmark LMDB layout")
+    shards = storage.join(out, "ingested-lines")
+    manifest = ingest(IngestConfig(inputs=[lmdb_dir], output=shards, charset="digits", overwrite=True,
+                                   splits="train=0.95,val=0.05"))
+    print(summary_table(manifest))
+    return shards
+
+
+def train_models(out: str, data: dict, minutes: float, step: Steps) -> dict:
+    from ocr.train.config import TrainConfig
+    from ocr.train.run import train
+
+    runs = storage.join(out, "runs")
+    common = dict(storage=runs, num_workers=2, log_every=50, epochs=1000)
+    plans = {
+        "recognizer": TrainConfig(task="recognition", data=data["lines"], name="recognizer", model="fast",
+                                  max_minutes=4 * minutes, val_every=150, lr=2e-3, augment=0.3, **common),
+        "detector": TrainConfig(task="detection", data=data["pages"], name="detector", target="line",
+                                max_minutes=4 * minutes, val_every=100, batch_size=16, **common),
+        "orientation": TrainConfig(task="orientation", data=data["pages"], name="orientation",
+                                   max_minutes=2 * minutes, val_every=100, batch_size=16, **common),
+    }
+    best = {}
+    for name, cfg in plans.items():
+        step(f"ocr train {cfg.task} ({cfg.num_workers} Ray Train workers, {cfg.max_minutes:.1f} min)")
+        summary = train(cfg)
+        metrics = ", ".join(f"{k[4:]} {v:.4f}" for k, v in (summary.get("metrics") or {}).items()
+                            if k.startswith("val_") and isinstance(v, float))
+        print(f"    best at step {summary.get('best_step')}: {metrics}")
+        best[name] = summary["best"]
+    return best
+
+
+def short_sweep(out: str, data: dict, step: Steps) -> str:
+    from ocr.train.config import TrainConfig
+    from ocr.tune.sweep import SweepConfig, sweep
+
+    step("ocr tune: a 2-trial learning-rate sweep of the recogniser (ASHA on validation CER)")
+    space = Path(out) / "space.yaml"
+    space.write_text("lr: {grid: [3.0e-4, 3.0e-3]}\n")
+    cfg = TrainConfig(task="recognition", data=data["lines"], model="tiny_fast", max_steps=60, val_every=20,
+                      log_every=20, batch_size=32, warmup_steps=10)
+    summary = sweep(SweepConfig(space=str(space), num_samples=1, storage=storage.join(out, "sweeps"),
+                                name="demo-sweep", verbose=0), cfg)
+    print(f"    best validation CER {summary['best_metric']}; results {summary['sweep_dir']}/results.csv")
+    return summary["best"]
+
+
+def publish(out: str, best: dict) -> dict:
+    """Copy each best checkpoint to OUT/models/NAME (what serve_config.yaml points at)."""
+    models = {}
+    for name, path in best.items():
+        dest = Path(out) / "models" / name
+        shutil.rmtree(dest, ignore_errors=True)
+        shutil.copytree(path, dest)
+        models[name] = str(dest)
+    return models
+
+
+def rotated_page(angle: float, seed: int = 7):
+    """A fresh page of digit lines (fonts the models saw), rotated by ``angle`` degrees."""
+    import numpy as np
+
+    from ocr.data.synth.fonts import find_fonts
+    from ocr.data.synth.page import PageStyle, render_page
+    from ocr.data.synth.text import parse_text_source
+
+    rng = np.random.default_rng(seed)
+    source = parse_text_source(DIGITS_PAGE)
+    fonts = [f for f in find_fonts() if "DejaVuSans." in os.path.basename(f.path)] or find_fonts()[:1]
+    page = render_page([source.sample(rng) for _ in range(6)], fonts[:1], rng, size=(640, 480), angle=angle,
+                       style=PageStyle(font_size=(26, 30), background="plain"))
+    return page
+
+
+def serve_and_ask(models: dict, out: str, angle: float, port: int, step: Steps) -> str:
+    from ocr.serve import deploy
+    from ocr.serve.client import post_image
+    from ocr.serve.config import ServeConfig
+
+    step(f"Ray Serve: deskew -> ROI -> recognition on 127.0.0.1:{port}")
+    url = deploy(ServeConfig(recognizer=models["recognizer"], detector=models["detector"],
+                             deskewer=models["orientation"], port=port), quiet=True)
+    page = rotated_page(angle)
+    path = Path(out) / "demo-page.png"
+    page.image.save(path)
+    buf = io.BytesIO()
+    page.image.save(buf, "PNG")
+    step(f"POST {url}/ocr with {path} (rotated {angle:+.1f} degrees)")
+    result = post_image(url, buf.getvalue(), "ocr")
+    print(f"    angle found {result['angle']:+.2f} ({result['deskew_method']}, orientation "
+          f"{result['orientation']}), {len(result['lines'])} lines:")
+    for ln in result["lines"][:12]:
+        print(f"      {ln['text']:<14} conf {ln['confidence']:.2f}   box {ln['box']}")
+    if len(result["lines"]) > 12:
+        print(f"      ... and {len(result['lines']) - 12} more")
+    print("    drawn: " + " | ".join(page.lines))
+    print("    timings (ms): " + ", ".join(f"{k} {v:.0f}" for k, v in result["timings_ms"].items()))
+    return url
+
+
+def run(out: str, lines: int = 8000, pages: int = 400, minutes: float = 1.0, port: int = 8000,
+        num_cpus: int | None = None, serve_seconds: float | None = None) -> None:
     from ocr.runtime import ensure_ray
 
-    started = time.perf_counter()
-    t = _step(0, f"starting a local Ray ({num_cpus or os.cpu_count()} CPUs)")
-    ensure_ray(num_cpus)
-    print(f"    ready in {time.perf_counter() - t:.1f}s")
-
-    jobs = [
-        ("digits", SynthConfig(output=storage.join(out, "synth-digits"), text="digits:1-8",
-                               count=lines, seed=1, overwrite=True)),
-        ("korean", SynthConfig(output=storage.join(out, "synth-korean"), text="random:korean:2-8",
-                               count=lines // 2, seed=2, overwrite=True)),
-        ("pages", SynthConfig(output=storage.join(out, "synth-pages"), kind="page", text="digits:3-10",
-                              count=pages, max_angle=10.0, image_format="jpeg", seed=3,
-                              overwrite=True)),
-    ]
-    for i, (name, cfg) in enumerate(jobs, start=1):
-        t = _step(i, f"ocr synth {name}: {cfg.count} {cfg.kind}s ({cfg.text}) -> {cfg.output}")
-        manifest = synth(cfg)
-        print(summary_table(manifest))
-        print(f"    {manifest['counts']['written'] / (time.perf_counter() - t):.0f} samples/s")
-
-    lmdb_dir = os.path.join(out, "lmdb-digits")
-    t = _step(4, f"ocr export-lmdb -> {lmdb_dir} (deep-text-recognition-benchmark layout)")
-    n = export_lmdb(storage.join(out, "synth-digits"), lmdb_dir)
-    print(f"    {n} samples in {time.perf_counter() - t:.1f}s")
-
-    t = _step(5, f"ocr ingest {lmdb_dir} -> {out}/ingested-digits")
-    manifest = ingest(IngestConfig(inputs=[lmdb_dir], output=storage.join(out, "ingested-digits"),
-                                   charset="digits", overwrite=True))
-    print(summary_table(manifest))
-    print(f"    {manifest['counts']['written'] / (time.perf_counter() - t):.0f} images/s")
-    print(f"\ndone in {time.perf_counter() - started:.0f}s; everything is under {out}")
+    step = Steps()
+    step(f"starting a local Ray ({num_cpus or os.cpu_count()} CPUs, dashboard on 127.0.0.1:8265)")
+    ensure_ray(num_cpus, dashboard=True)
+    synth_out = synthesise(out, lines, pages, step)
+    data = {"lines": ingest_lines(out, synth_out["lines"], step), "pages": synth_out["pages"]}
+    best = train_models(out, data, minutes, step)
+    short_sweep(out, data, step)
+    models = publish(out, best)
+    url = serve_and_ask(models, out, angle=-7.0, port=port, step=step)
+    took = (time.perf_counter() - step.started) / 60
+    print(f"\ndone in {took:.1f} min; everything is under {out} (models in {out}/models)\n"
+          f"web page: {url}/   API docs: {url}/docs\n"
+          f"serve these models again: serve run serve_config.yaml  (or: ocr serve --recognizer "
+          f"{models['recognizer']} --detector {models['detector']} --deskewer {models['orientation']})")
+    if serve_seconds is None:
+        serve_seconds = float("inf") if sys.stdin.isatty() else 0
+    if serve_seconds > 0:
+        print("serving until Ctrl-C" if serve_seconds == float("inf") else f"serving {serve_seconds:.0f}s",
+              flush=True)
+        try:
+            time.sleep(serve_seconds if serve_seconds != float("inf") else 10**9)
+        except KeyboardInterrupt:
+            pass
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--out", default="outputs/demo", help="output folder (local or s3://)")
-    ap.add_argument("--lines", type=int, default=2000)
-    ap.add_argument("--pages", type=int, default=40)
+    ap.add_argument("--out", default="outputs/demo", help="output folder")
+    ap.add_argument("--lines", type=int, default=8000, help="synthetic text lines")
+    ap.add_argument("--pages", type=int, default=400, help="synthetic pages")
+    ap.add_argument("--minutes", type=float, default=1.0, help="scales every training budget")
+    ap.add_argument("--port", type=int, default=8000)
     ap.add_argument("--num-cpus", type=int, default=None)
+    ap.add_argument("--serve-seconds", type=float, default=None,
+                    help="keep serving this long at the end (default: until Ctrl-C on a terminal, "
+                         "else not at all)")
     args = ap.parse_args(argv)
-    run(args.out, args.lines, args.pages, args.num_cpus)
+    run(args.out, args.lines, args.pages, args.minutes, args.port, args.num_cpus, args.serve_seconds)
     return 0
 
 

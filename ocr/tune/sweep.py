@@ -44,6 +44,7 @@ class SweepConfig:
     strict: bool = False             # refuse the space if any point is infeasible (default: drop it)
     seed: int = 0
     train_set: list[str] = field(default_factory=list)  # training overrides, KEY=VALUE
+    verbose: int = 1                 # Tune's console output: 0 quiet, 1 status tables, 2 + results
 
     def __post_init__(self):
         if self.scheduler not in ("asha", "fifo"):
@@ -156,7 +157,7 @@ def sweep(cfg: SweepConfig, train_cfg: TrainConfig) -> dict:
             trainable, param_space=param_space,
             tune_config=tune.TuneConfig(metric=task.metric, mode=task.mode, scheduler=scheduler,
                                         max_concurrent_trials=concurrent),
-            run_config=tune.RunConfig(name=name, storage_path=root, verbose=1))
+            run_config=tune.RunConfig(name=name, storage_path=root, verbose=cfg.verbose))
     print(f"sweep {name}: {len(good)} points ({len(refused)} refused), {concurrent} at a time, "
           f"{cfg.scheduler} on {task.metric}; {sweep_dir}", flush=True)
     started = time.perf_counter()
