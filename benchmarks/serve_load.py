@@ -241,7 +241,8 @@ def main() -> None:
     ap.add_argument("--deskewer", default="", help='orientation checkpoint; "" = classical')
     ap.add_argument("--requests", type=int, default=400, help="at most this many requests per phase")
     ap.add_argument("--seconds", type=float, default=20.0, help="at most this long per phase")
-    ap.add_argument("--threads", type=int, default=2, help="torch threads in the stages")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads in the stages (2 threads on 2 "
+                    "busy cores collapse: OpenMP spin-waits against the other processes)")
     ap.add_argument("--work", default="/tmp/ocr-bench/serve")
     args = ap.parse_args()
 

@@ -27,6 +27,7 @@ from ocr.models.orientation import (
     wrap,
 )
 from ocr.models.orientation.angles import circular_error
+from ocr.models.orientation.preprocess import Jitter
 from ocr.train.config import TrainConfig
 
 FONTS = None  # the system's DejaVu faces, resolved once
@@ -117,9 +118,14 @@ def test_a_view_turned_matches_the_page_turned():
     prep = PagePreprocess(side=128, work=448)
     page = _page(-17.0).convert("L")  # laid out to stay inside the page when turned back
     turned = page.rotate(17.0, Image.BILINEAR, fillcolor=int(np.median(np.asarray(page))))
-    a = prep.view(prep.page(page), 17.0)
+    ink = prep.page(page)
+    a = prep.view(ink, 17.0)
     b = prep.view(prep.page(turned), 0.0)
     assert a.shape == (128, 128) and np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.9
+    # training's jitter: none is the identity; a quarter of zoom-out shows the ink smaller
+    assert np.array_equal(prep.view(ink, 17.0, Jitter()), a)
+    wide = prep.view(ink, 17.0, Jitter(zoom=1.25, stretch=1.2, shear=0.2))
+    assert wide.shape == a.shape and (wide > 0.5).sum() < (a > 0.5).sum()
 
 
 def test_orientation_logits_follow_quarter_turns(one_torch_thread):

@@ -135,7 +135,7 @@ def _write_csv(path: str, rows: list[dict]) -> None:
     with open(path, "w", encoding="utf-8", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=PREDICTION_COLUMNS)
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows({k: round(v, 4) if isinstance(v, float) else v for k, v in r.items()} for r in rows)
 
 
 PREDICTION_COLUMNS = ("key", "truth", "angle", "skew", "orientation", "confidence", "skew_error",
@@ -143,11 +143,10 @@ PREDICTION_COLUMNS = ("key", "truth", "angle", "skew", "orientation", "confidenc
 
 
 def _row(key: str, truth: float, e: dict) -> dict:
-    return {"key": key, "truth": round(wrap(truth, 360.0), 3), "angle": round(e["angle"], 3),
-            "skew": round(e["skew"], 3), "orientation": e["orientation"],
-            "confidence": round(e["confidence"], 4),
-            "skew_error": round(float(circular_error(e["skew"], truth, 90.0)), 3),
-            "angle_error": round(float(circular_error(e["angle"], truth, 360.0)), 3)}
+    return {"key": key, "truth": float(wrap(truth, 360.0)), "angle": e["angle"], "skew": e["skew"],
+            "orientation": e["orientation"], "confidence": e["confidence"],
+            "skew_error": float(circular_error(e["skew"], truth, 90.0)),
+            "angle_error": float(circular_error(e["angle"], truth, 360.0))}
 
 
 def evaluate_orienter(cfg: OrientationEvalConfig) -> dict:

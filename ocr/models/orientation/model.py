@@ -13,10 +13,12 @@ direction and is equivariant by construction: what it learns at one angle holds 
 of directions a quarter turn apart are merged (log-sum-exp) into the ``AngleBuckets(90, 0.5)``
 logits (180 buckets of 0.5 degree); decoding takes the expected value around the best bucket.
 
-Orientation (``orientation_logits``): a plain CNN scores how upright a view looks; the logit
-of orientation ``k * 90`` is the score of the view turned back by ``k`` quarter turns. Turning
-the input a quarter turn permutes the logits exactly, so upright pages alone teach all four
-classes, and ingested pages of unknown rotation need no labels beyond their angle.
+Orientation (``orientation_logits``): a plain CNN scores how upright a view looks (from its
+features averaged over the view: glyph shapes, and over a coarse grid: where lines start and
+end); the logit of orientation ``k * 90`` is the score of the view turned back by ``k``
+quarter turns. Turning the input a quarter turn permutes the logits exactly, so upright pages
+alone teach all four classes, and ingested pages of unknown rotation need no labels beyond
+their angle.
 """
 
 from __future__ import annotations
@@ -99,10 +101,12 @@ class SkewHead(nn.Module):
 
 
 class UprightScore(nn.Module):
-    """A plain CNN: (B, 1, S, S) -> (B,) how upright each view looks."""
+    """A plain CNN: (B, 1, S, S) -> (B,) how upright each view looks: a linear score of the
+    features averaged over the view, plus (``layout`` > 0) one of the features averaged over a
+    ``layout`` x ``layout`` grid, which sees where the text sits (lines flush left, ragged right)."""
 
     def __init__(self, channels: tuple[int, ...] = (8, 16, 32, 32, 64, 64, 128),
-                 strides: tuple[int, ...] = (2, 2, 2, 1, 2, 1, 2)):
+                 strides: tuple[int, ...] = (2, 2, 2, 1, 2, 1, 2), layout: int = 0):
         super().__init__()
         if len(channels) != len(strides):
             raise ValueError(f"orientation channels and strides: expected lists of one length, "
@@ -113,9 +117,15 @@ class UprightScore(nn.Module):
             cin = c
         self.features = nn.Sequential(*layers)
         self.score = nn.Linear(cin, 1)
+        self.layout = layout
+        self.layout_score = nn.Linear(cin * layout * layout, 1) if layout else None
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.score(self.features(x).mean((2, 3)))[:, 0]
+        f = self.features(x)
+        score = self.score(f.mean((2, 3)))[:, 0]
+        if self.layout_score is not None:
+            score = score + self.layout_score(F.adaptive_avg_pool2d(f, self.layout).flatten(1))[:, 0]
+        return score
 
 
 class OrientationNet(nn.Module):
@@ -123,11 +133,12 @@ class OrientationNet(nn.Module):
     "orientation": (B, 4) logits of 0/90/180/270}; the orientation views default to the skew ones."""
 
     def __init__(self, side: int, skew_channels: tuple[int, ...], radii: int,
-                 orientation_channels: tuple[int, ...], orientation_strides: tuple[int, ...]):
+                 orientation_channels: tuple[int, ...], orientation_strides: tuple[int, ...],
+                 layout: int = 0):
         super().__init__()
         self.buckets = AngleBuckets(90.0, 0.5)
         self.skew = SkewHead(side, skew_channels, radii)
-        self.upright = UprightScore(orientation_channels, orientation_strides)
+        self.upright = UprightScore(orientation_channels, orientation_strides, layout)
         self.side = side
 
     def _check(self, x: Tensor) -> None:

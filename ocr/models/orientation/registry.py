@@ -17,10 +17,12 @@ _DEFAULTS: dict = {
     "radii": 48,
     "orientation_channels": [8, 16, 32, 32, 64, 64, 128],
     "orientation_strides": [2, 2, 2, 1, 2, 1, 2],
+    "layout": 4,
 }
 
 _PRESETS: dict[str, dict] = {
-    # FFT skew head + 7-conv orientation CNN at 224x224: ~0.15M parameters, CPU-friendly
+    # FFT skew head + 7-conv orientation CNN (+ a 4x4 layout score) at 224x224: 155k
+    # parameters, CPU-friendly
     "deskew_fft": {},
     # narrower orientation CNN: about half the compute
     "deskew_fft_small": {"orientation_channels": [8, 16, 24, 24, 48, 48, 96]},
@@ -50,7 +52,8 @@ def create_orienter(name: str, **overrides) -> OrientationNet:
     cfg = {**_DEFAULTS, **_PRESETS[name], **overrides}
     cfg = {k: list(v) if isinstance(v, (list, tuple)) else v for k, v in cfg.items()}
     model = OrientationNet(int(cfg["side"]), tuple(cfg["skew_channels"]), int(cfg["radii"]),
-                           tuple(cfg["orientation_channels"]), tuple(cfg["orientation_strides"]))
+                           tuple(cfg["orientation_channels"]), tuple(cfg["orientation_strides"]),
+                           int(cfg["layout"]))
     model.arch = {"name": name, **cfg}
     return model
 
