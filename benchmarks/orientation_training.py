@@ -2,6 +2,7 @@
 
     python benchmarks/orientation_training.py [--minutes 12]
     python benchmarks/orientation_training.py --smoke        # tiny sizes: a check in ~2 minutes
+    python benchmarks/orientation_training.py --checkpoint RUN   # evaluate a run again, no training
 
 Data (``ocr synth --kind page``, rendered once into $OCR_BENCH_CACHE, default /tmp/ocr-bench):
 640x480 pages of 3-8 lines of ``random:latin:8-30`` text, font sizes 14-36 px, the default
@@ -97,6 +98,7 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--model", default="", help="preset (default: the task's)")
+    ap.add_argument("--checkpoint", default="", help="evaluate this run or checkpoint, no training")
     ap.add_argument("--smoke", action="store_true", help="tiny data, tiny model, a few steps")
     args = ap.parse_args()
     tag, size = ("smoke-", (256, 192)) if args.smoke else ("", (640, 480))
@@ -106,6 +108,22 @@ def main() -> None:
     train_set = render(f"{tag}orient-train", args.train_count, TRAIN_FONTS, "train=1", 31, size)
     held_out = render(f"{tag}orient-held-out", args.held_out_count, HELD_OUT_FONTS, "val=0.25,test=0.75", 32,
                       size)
+    if args.checkpoint:
+        run_dir = Path(args.checkpoint)
+        has_log = (run_dir / "metrics.csv").exists()
+        summary, rows = {"best": args.checkpoint, "best_step": None}, _rows(str(run_dir)) if has_log else []
+    else:
+        summary, rows, run_dir = train_run(args, tag, train_set, held_out)
+    results = {}
+    for name, ckpt in (("model", summary["best"]), ("classical", "classical")):
+        s = evaluate_orienter(OrientationEvalConfig(checkpoint=ckpt, data=str(held_out), split="test",
+                                                    output=str(run_dir / f"eval-{name}")))
+        ms = latency(None if ckpt == "classical" else ckpt, held_out, 16 if args.smoke else 100)
+        results[name] = (s, ms)
+    report(args, results, rows, summary, run_dir)
+
+
+def train_run(args, tag: str, train_set: Path, held_out: Path) -> tuple[dict, list[dict], Path]:
     steps = 8 if args.smoke else max(50, int(args.minutes * 60 * STEPS_PER_S))
     cfg = TrainConfig(task="orientation", data=str(train_set), val_data=str(held_out),
                       num_workers=args.workers, batch_size=args.batch_size, lr=args.lr,
@@ -114,20 +132,16 @@ def main() -> None:
                       storage=str(CACHE / "runs"), name=f"{tag}orientation-{time.strftime('%Y%m%d-%H%M%S')}",
                       **({"model": "tiny_deskew"} if args.smoke else {"model": args.model}))
     summary = train(cfg)
-    rows = _rows(summary["run_dir"])
-    run_dir = Path(summary["run_dir"])
-    results = {}
-    for name, ckpt in (("model", summary["best"]), ("classical", "classical")):
-        s = evaluate_orienter(OrientationEvalConfig(checkpoint=ckpt, data=str(held_out), split="test",
-                                                    output=str(run_dir / f"eval-{name}")))
-        ms = latency(None if ckpt == "classical" else ckpt, held_out, 16 if args.smoke else 100)
-        results[name] = (s, ms)
+    return summary, _rows(summary["run_dir"]), Path(summary["run_dir"])
 
+
+def report(args, results: dict, rows: list[dict], summary: dict, run_dir: Path) -> None:
     print(f"\n2 CPUs, local Ray, {args.workers} workers; training fonts {TRAIN_FONTS}, held-out fonts "
           f"{HELD_OUT_FONTS}; {results['model'][0]['pages']} held-out test pages turned uniformly in "
           f"[-180, 180)" + (" (SMOKE sizes)" if args.smoke else ""))
-    print(f"trained {rows[-1]['step']} steps in {float(rows[-1]['seconds']) / 60:.1f} min "
-          f"({cfg.batch_size} pages per worker per step); best val at step {summary.get('best_step')}")
+    if rows:
+        print(f"trained {rows[-1]['step']} steps in {float(rows[-1]['seconds']) / 60:.1f} min "
+              f"({args.batch_size} pages per worker per step); best val at step {summary.get('best_step')}")
     for name, (s, ms) in results.items():
         print(figures(name, s, ms))
     s = results["model"][0]

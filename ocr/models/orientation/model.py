@@ -14,8 +14,8 @@ of directions a quarter turn apart are merged (log-sum-exp) into the ``AngleBuck
 logits (180 buckets of 0.5 degree); decoding takes the expected value around the best bucket.
 
 Orientation (``orientation_logits``): a plain CNN scores how upright a view looks (from its
-features averaged over the view: glyph shapes, and over a coarse grid: where lines start and
-end); the logit of orientation ``k * 90`` is the score of the view turned back by ``k``
+features averaged over the view: glyph shapes; optionally also over a coarse grid: where lines
+start and end); the logit of orientation ``k * 90`` is the score of the view turned back by ``k``
 quarter turns. Turning the input a quarter turn permutes the logits exactly, so upright pages
 alone teach all four classes, and ingested pages of unknown rotation need no labels beyond
 their angle.

@@ -28,7 +28,6 @@ import torch.nn.functional as F
 from PIL import Image
 
 MAX_POINTS = 20000   # ink pixels kept per page (evenly strided) for crops and the classical method
-SHEAR = float(__import__("os").environ.get("OCR_SHEAR", 0.3))
 
 
 class Jitter(NamedTuple):
@@ -48,7 +47,7 @@ class Jitter(NamedTuple):
         with ``warp``, stretch by up to 20% and shear by up to 0.3 (x ``strength``)."""
         u = rng.uniform(-1, 1, 5) * strength
         return cls(math.exp(0.2 * u[0]), 0.07 * u[1], 0.07 * u[2],
-                   math.exp(0.2 * u[3]) if warp else 1.0, SHEAR * u[4] if warp else 0.0)
+                   math.exp(0.2 * u[3]) if warp else 1.0, 0.3 * u[4] if warp else 0.0)
 
 
 class PageInk(NamedTuple):
