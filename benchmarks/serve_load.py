@@ -1,7 +1,7 @@
 """Load on the Serve graph over HTTP on 127.0.0.1, against the same models called in-process.
 
     python benchmarks/serve_load.py [--recognizer RUN --detector RUN --deskewer RUN]
-                                    [--requests 400] [--seconds 20]
+                                    [--requests 400] [--seconds 20] [--python-proxy]
 
 Without checkpoints it serves untrained models of the default presets (``fast`` recogniser,
 ``ssdlite_mobilenetv2`` ROI detector at 320, classical deskew): the same compute as trained
@@ -16,7 +16,10 @@ ones. Every phase is bounded in requests and in time. Phases:
 4. a mixed run with 5% malformed uploads: 5xx count (target 0), malformed answered 4xx;
 5. the Recognizer replica killed mid-run: failed requests and the time until answers resume.
 
-The load generator (aiohttp) shares the 2 cores with Ray: figures are for the whole box.
+Serve runs as the platform starts it: the fast path of ``ocr.runtime.SERVE_FAST_PATH``
+(``--python-proxy``: Serve's default proxy, for comparison). Each /recognize and /ocr row also
+prints the Recognizer's lines per model call and the ingress's own p50 timings. The load
+generator (aiohttp) shares the 2 cores with Ray: figures are for the whole box.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
+import json
+import os
 import statistics
 import sys
 import time
@@ -146,7 +151,7 @@ async def load(url: str, payloads: list[tuple[bytes, str]], concurrency: int, ma
     """``concurrency`` clients posting payloads round-robin until ``max_requests`` or ``seconds``."""
     import aiohttp
 
-    latencies, statuses, errors = [], [], 0
+    latencies, statuses, errors, server = [], [], 0, []
     counter = iter(range(max_requests))
     deadline = time.perf_counter() + seconds
     results: list[tuple[int, bool, float, float]] = []   # status, malformed, ms, end time
@@ -160,8 +165,10 @@ async def load(url: str, payloads: list[tuple[bytes, str]], concurrency: int, ma
             t = time.perf_counter()
             try:
                 async with session.post(url, data=body, headers={"Content-Type": "image/png"}) as r:
-                    await r.read()
+                    answer = await r.read()
                     status = r.status
+                if status == 200:
+                    server.append(json.loads(answer)["timings_ms"])
             except aiohttp.ClientError:
                 status, errors = 0, errors + 1
             end = time.perf_counter()
@@ -179,7 +186,9 @@ async def load(url: str, payloads: list[tuple[bytes, str]], concurrency: int, ma
     return {"requests": len(results), "seconds": elapsed, "rps": len(ok) / elapsed,
             "p50_ms": percentile(ok, 50), "p99_ms": percentile(ok, 99),
             "status": {s: statuses.count(s) for s in sorted(set(statuses))}, "results": results,
-            "connection_errors": errors}
+            "connection_errors": errors,
+            "server_p50_ms": {k: percentile([t[k] for t in server if k in t], 50)
+                              for k in (server[0] if server else {})}}
 
 
 def run_load(url, payloads, concurrency, max_requests, seconds) -> dict:
@@ -244,7 +253,14 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="torch threads in the stages (2 threads on 2 "
                     "busy cores collapse: OpenMP spin-waits against the other processes)")
     ap.add_argument("--work", default="/tmp/ocr-bench/serve")
+    ap.add_argument("--python-proxy", action="store_true",
+                    help="Serve's default Python proxy instead of the fast path (HAProxy, direct ingress, "
+                         "gRPC between deployments) that the platform starts: the comparison")
     args = ap.parse_args()
+    if args.python_proxy:
+        from ocr.runtime import SERVE_FAST_PATH
+
+        os.environ.update({name: "0" for name in SERVE_FAST_PATH})   # before the local Ray starts
 
     from ray import serve
 
@@ -269,10 +285,25 @@ def main() -> None:
     ensure_ray(num_cpus=2, dashboard=True)
     cfg = ServeConfig(**paths, threads=args.threads, min_score=min_score, max_lines=max_lines, port=PORT)
     url = deploy(cfg, quiet=True)
+    print(f"Serve at {url}: {'Python proxy' if args.python_proxy else 'fast path (HAProxy, direct ingress)'}")
     try:
         report(url, lines, pages, direct, args)
     finally:
         serve.shutdown()
+
+
+_STATS_LOOP = asyncio.new_event_loop()
+
+
+def recognizer_stats() -> dict:
+    from ray import serve
+
+    from ocr.serve import APP_NAME
+
+    async def stats():   # inside an event loop (one for the whole run): throughput-optimized handles need it
+        return await serve.get_deployment_handle("Recognizer", APP_NAME).stats.remote()
+
+    return _STATS_LOOP.run_until_complete(stats())
 
 
 def report(url: str, lines: list[bytes], pages: list[bytes], direct: dict, args) -> None:
@@ -281,13 +312,19 @@ def report(url: str, lines: list[bytes], pages: list[bytes], direct: dict, args)
         payloads = [(b, "good") for b in items]
         run_load(f"{url}/{route}", payloads[:4], 1, 8, 10)   # warm-up
         for c in (1, 8, 32):
+            before = recognizer_stats()
             r = run_load(f"{url}/{route}", payloads, c, args.requests, args.seconds)
+            after = recognizer_stats()
             rows[(route, c)] = r
             per = 1 if route == "recognize" else direct["lines_per_page"]
+            calls = max(1, after["model_calls"] - before["model_calls"])
+            server = "  ".join(f"{k} {v:.1f}" for k, v in r["server_p50_ms"].items())
             print(f"/{route:<9} c={c:<3} {r['requests']:>4} req in {r['seconds']:5.1f}s  "
                   f"{r['rps']:7.1f} req/s  {r['rps'] * per:7.1f} lines/s  p50 {r['p50_ms']:7.1f} ms  "
-                  f"p99 {r['p99_ms']:7.1f} ms  "
-                  f"status {r['status']}")
+                  f"p99 {r['p99_ms']:7.1f} ms  status {r['status']}  "
+                  f"{(after['lines'] - before['lines']) / calls:.1f} lines per model call "
+                  f"({1e3 * (after['model_seconds'] - before['model_seconds']) / calls:.1f} ms each); "
+                  f"ingress p50 ms: {server}")
     over_line = rows[("recognize", 1)]["p50_ms"] - direct["line_p50_ms"]
     over_page = rows[("ocr", 1)]["p50_ms"] - direct["page_p50_ms"]
     print(f"Serve p50 overhead at c=1: /recognize {over_line:.1f} ms, /ocr {over_page:.1f} ms "

@@ -136,6 +136,36 @@ def test_batched_equals_unbatched_in_process(models, one_torch_thread):
                                atol=1e-4)
 
 
+def test_merger_merges_calls_that_wait_for_a_busy_model():
+    import asyncio
+
+    from ocr.serve.deployments import _Merger
+
+    calls: list[list[int]] = []
+
+    async def model(items):
+        calls.append(list(items))
+        await asyncio.sleep(0.05)
+        if -1 in items:
+            raise ValueError("bad item")
+        return [x * 10 for x in items]
+
+    async def main():
+        merger = _Merger()
+        first = asyncio.ensure_future(merger.submit([1], model))
+        await asyncio.sleep(0.01)            # the model is busy with [1]: these three wait
+        rest = [asyncio.ensure_future(merger.submit(items, model)) for items in ([2, 3], [4], [5, 6, 7])]
+        answers = await asyncio.gather(first, *rest)
+        failing = await asyncio.gather(merger.submit([-1], model), return_exceptions=True)
+        return answers, failing, merger
+
+    answers, failing, merger = asyncio.run(main())
+    assert calls[:2] == [[1], [2, 3, 4, 5, 6, 7]]
+    assert answers == [[10], [20, 30], [40], [50, 60, 70]]
+    assert isinstance(failing[0], ValueError) and not merger.busy
+    assert (merger.calls, merger.items) == (3, 8)
+
+
 def test_bad_serve_configs_are_refused(models, tmp_path):
     from ocr.serve.app import build_app
 

@@ -4,8 +4,8 @@
     ocr serve --recognizer RUN [--detector RUN] [--deskewer RUN]
 
 The ingress (FastAPI, documented at /docs) decodes and checks the upload, then chains the
-stages through DeploymentHandles: deskew the page, find its regions, crop them, read every
-crop (the Recognizer batches crops across requests), answer JSON.
+stages through DeploymentHandles: deskew the page, find its regions, crop them, read the crops
+(one call per page; the Recognizer batches them with other requests'), answer JSON.
 """
 
 
@@ -65,12 +65,30 @@ async def _http_error(request: Request, e: StarletteHTTPException):
     return _error(e.status_code, "http_error", str(e.detail))
 
 
-@app.middleware("http")
-async def _count(request: Request, call_next):
-    start = time.perf_counter()
-    response = await call_next(request)
-    metrics.record_request(request.url.path, response.status_code, (time.perf_counter() - start) * 1e3)
-    return response
+class _CountRequests:
+    """Requests by route and status, and their latency (a plain ASGI middleware: Starlette's
+    ``@app.middleware("http")`` costs about a millisecond a request)."""
+
+    def __init__(self, asgi):
+        self.asgi = asgi
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.asgi(scope, receive, send)
+        start, status = time.perf_counter(), [500]
+
+        async def send_and_note(message):
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.asgi(scope, receive, send_and_note)
+        finally:
+            metrics.record_request(scope["path"], status[0], (time.perf_counter() - start) * 1e3)
+
+
+app.add_middleware(_CountRequests)
 
 
 def _png_data_url(page: np.ndarray) -> str:
@@ -147,7 +165,9 @@ class OCRService:
         return page
 
     async def read_lines(self, page: np.ndarray, lines: list[dict]) -> dict | None:
-        results = await asyncio.gather(*(call(self.recognizer.read, crop(page, ln["box"])) for ln in lines))
+        if not lines:
+            return None
+        results = await call(self.recognizer.read, [crop(page, ln["box"]) for ln in lines])
         for line, r in zip(lines, results):
             line.update(text=r["text"], confidence=r["confidence"])
         return results[-1]["model"] if results else None
@@ -200,7 +220,7 @@ class OCRService:
         """One line image: its text and confidence."""
         clock = _Clock()
         line = await self.page(request, clock)
-        r = await call(self.recognizer.read, line)
+        r = (await call(self.recognizer.read, [line]))[0]
         clock.lap("recognize")
         return {"text": r["text"], "confidence": r["confidence"], "timings_ms": clock.done(),
                 "models": {"recognizer": r["model"]}}

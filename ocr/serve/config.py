@@ -19,8 +19,8 @@ class ServeConfig:
     deskewer: str = ""               # orientation checkpoint; "" = the classical method; "off" = none
     device: str = "auto"             # auto (cuda when available) | cpu | cuda
     threads: int = 1                 # torch threads per stage replica
-    max_batch_size: int = 32         # Recognizer's @serve.batch
-    batch_wait_ms: float = 5.0
+    max_batch_size: int = 16         # requests per Recognizer @serve.batch batch
+    batch_wait_ms: float = 0.0       # wait to fill a batch (0: batches merge while the model is busy)
     min_score: float = 0.5           # ROI boxes below this score are dropped
     max_lines: int = 100             # lines read per page at most (best scores first)
     max_bytes: int = 10 * 1024 * 1024  # upload byte cap (413 above)

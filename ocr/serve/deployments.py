@@ -4,13 +4,15 @@ swaps the model in place: the new model is loaded beside the old one, then swapp
 requests in flight finish on the model they started with.
 
 user_config keys (all stages): ``checkpoint``, ``device`` (auto | cpu | cuda), ``threads``
-(torch threads; 0 = leave as is). The Recognizer also takes ``max_batch_size`` and
-``batch_wait_ms`` for ``@serve.batch``.
+(torch threads; 0 = leave as is). The Recognizer also takes ``max_batch_size`` (requests per
+``@serve.batch`` batch) and ``batch_wait_ms`` (how long a batch waits to fill; 0: batches grow
+by merging while the model is busy instead, so a lone request is never held back).
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 from ray import serve
@@ -97,18 +99,85 @@ class Detector(_Swappable):
         return await self.run(stage.detect, page, min_score, max_boxes), stage.version
 
 
-@serve.deployment(**_STAGE_OPTIONS)
+class _Merger:
+    """Runs ``fn`` over the items of every call waiting for it, merged: while the model is busy,
+    the calls that arrive queue here and go into its next call together. So a model call grows
+    with the load (up to all that is waiting) and a lone call never waits for company."""
+
+    def __init__(self):
+        self.waiting: list[tuple[list, asyncio.Future]] = []
+        self.busy = False
+        self.calls = self.items = 0
+        self.seconds = 0.0   # in fn
+
+    async def submit(self, items: list, fn) -> list:
+        future = asyncio.get_running_loop().create_future()
+        self.waiting.append((items, future))
+        if not self.busy:
+            self.busy = True
+            asyncio.get_running_loop().create_task(self._drain(fn))
+        return await future
+
+    async def _drain(self, fn) -> None:
+        try:
+            while self.waiting:
+                group, self.waiting = self.waiting, []
+                flat = [x for items, _ in group for x in items]
+                self.calls, self.items = self.calls + 1, self.items + len(flat)
+                started = time.perf_counter()
+                try:
+                    results = await fn(flat)
+                except Exception as e:   # every caller of this model call gets the error
+                    for _, future in group:
+                        if not future.done():
+                            future.set_exception(e)
+                    continue
+                finally:
+                    self.seconds += time.perf_counter() - started
+                start = 0
+                for items, future in group:
+                    if not future.done():
+                        future.set_result(results[start:start + len(items)])
+                    start += len(items)
+        finally:
+            self.busy = False
+
+
+# max_ongoing_requests = max_batch_size x max_concurrent_batches: every batch formed goes on to
+# the merger at once instead of queueing behind the one the model is running.
+@serve.deployment(**{**_STAGE_OPTIONS, "max_ongoing_requests": 256})
 class Recognizer(_Swappable):
+    """Reads line images. One call carries the crops of one request (a /recognize line, or all
+    the lines of a page); ``@serve.batch`` gathers concurrent calls, and batches that arrive
+    while the model is busy are merged into its next run (``_Merger``)."""
+
     stage_cls = RecognizerStage
+
+    def __init__(self):
+        self.merger = _Merger()
 
     def reconfigure(self, config: dict) -> None:
         self._load(config)
-        self.read.set_max_batch_size(int(config.get("max_batch_size", 32)))
-        self.read.set_batch_wait_timeout_s(float(config.get("batch_wait_ms", 5.0)) / 1000)
+        self.read.set_max_batch_size(int(config.get("max_batch_size", 16)))
+        self.read.set_batch_wait_timeout_s(float(config.get("batch_wait_ms", 0.0)) / 1000)
 
-    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005)
-    async def read(self, crops: list) -> list[dict]:
-        """One line image (uint8 array) per call; Serve gathers concurrent calls into a batch."""
+    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.0, max_concurrent_batches=16)
+    async def read(self, requests: list[list]) -> list[list[dict]]:
+        """Per request, a list of line images (uint8 arrays); per request, {"text",
+        "confidence", "model"} per line."""
+        flat = await self.merger.submit([c for crops in requests for c in crops], self._read)
+        out, start = [], 0
+        for crops in requests:
+            out.append(flat[start:start + len(crops)])
+            start += len(crops)
+        return out
+
+    async def _read(self, crops: list) -> list[dict]:
         stage = self.stage
         results = await self.run(stage.read, crops)
         return [{**r, "model": stage.version} for r in results]
+
+    def stats(self) -> dict:
+        """Model calls and lines read since the replica started (lines per call = batching)."""
+        return {"model_calls": self.merger.calls, "lines": self.merger.items,
+                "model_seconds": self.merger.seconds}

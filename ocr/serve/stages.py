@@ -24,6 +24,7 @@ def as_image(array: np.ndarray) -> Image.Image:
 
 
 BUCKET = 32
+MAX_FORWARD = 64   # lines per model forward at most (memory); a bigger bucket takes several
 
 
 class RecognizerStage:
@@ -51,9 +52,10 @@ class RecognizerStage:
             buckets.setdefault(self.bucket(im), []).append(i)
         out: list[dict] = [{}] * len(images)
         for width, idx in buckets.items():
-            x = self.reader.preprocess([images[i] for i in idx], width)
-            for i, (text, conf) in zip(idx, self.reader.read_batch(x)):
-                out[i] = {"text": text, "confidence": round(float(conf), 5)}
+            for chunk in (idx[k:k + MAX_FORWARD] for k in range(0, len(idx), MAX_FORWARD)):
+                x = self.reader.preprocess([images[i] for i in chunk], width)
+                for i, (text, conf) in zip(chunk, self.reader.read_batch(x)):
+                    out[i] = {"text": text, "confidence": round(float(conf), 5)}
         return out
 
 
