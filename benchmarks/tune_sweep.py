@@ -1,6 +1,7 @@
 """A sweep over learning rate and preset on synthetic digits, on the local Ray (2 CPUs).
 
     python benchmarks/tune_sweep.py [--samples 4] [--steps 120]
+    python benchmarks/tune_sweep.py --resume bench-YYYYMMDD-HHMMSS   # continue an interrupted one
 
 Reuses the digit lines of ``recognition_training.py`` ($OCR_BENCH_CACHE; rendered when
 missing): 8 trials = presets {fast, crnn} x 4 log-uniform learning rates in [3e-4, 1e-2],
@@ -31,6 +32,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--samples", type=int, default=4, help="learning rates per preset")
     ap.add_argument("--steps", type=int, default=120, help="steps of a trial run to the end")
+    ap.add_argument("--resume", default="", help="continue this interrupted sweep (its name)")
     args = ap.parse_args()
     ensure_ray(num_cpus=2, dashboard=True)
     train_set = render("digits-train-fonts", 40_000, TRAIN_FONTS, "train=1", seed=1)
@@ -42,7 +44,8 @@ def main() -> None:
                             warmup_steps=20, augment=0.3)
     started = time.perf_counter()
     summary = sweep(SweepConfig(space=str(space), num_samples=args.samples, storage=str(CACHE / "sweeps"),
-                                name=f"bench-{time.strftime('%Y%m%d-%H%M%S')}"), train_cfg)
+                                name=args.resume or f"bench-{time.strftime('%Y%m%d-%H%M%S')}",
+                                resume=bool(args.resume)), train_cfg)
     wall = time.perf_counter() - started
     print(f"\n{len(summary['rows'])} trials on 2 CPUs: best val CER {summary['best_metric']:.4f}; "
           f"wall {wall / 60:.1f} min; ASHA ran {summary['steps_run']} of {summary['steps_full']} "
