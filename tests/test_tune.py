@@ -85,3 +85,18 @@ def test_three_trial_sweep_with_a_diverging_trial(digit_shards, tmp_path):
     assert (tmp_path / "sweeps/s3/val_cer_vs_lr.png").stat().st_size > 1000
     assert (tmp_path / "sweeps/s3/learning_curves.png").exists()
     assert list((tmp_path / "sweeps/s3/trials").glob("trial-*/tensorboard/events.*"))
+
+
+def test_trial_status_counts_steps_reached_not_iterations_after_a_resume():
+    from types import SimpleNamespace
+
+    from ocr.tune.results import _status
+
+    def result(**metrics):
+        return SimpleNamespace(metrics=metrics, error=None)
+
+    # max_t 7 reports, 120 steps: a trial restored at step 80 reports only twice more
+    assert _status(result(step=120, training_iteration=2), 7, 120)[0] == "finished"
+    assert _status(result(step=80, training_iteration=4), 7, 120)[0] == "stopped early"
+    assert _status(result(step=60, training_iteration=3, diverged=True, diverged_step=57), 7, 120) == \
+        ("diverged at step 57", 57)

@@ -9,14 +9,17 @@ import math
 from ocr import storage
 
 
-def _status(result, max_t: int) -> tuple[str, int | None]:
+def _status(result, max_t: int, total_steps: int) -> tuple[str, int | None]:
     """finished | stopped early | diverged at step N | error: ..., and the diverged step."""
     last = result.metrics or {}
     if last.get("diverged"):
         return f"diverged at step {last.get('diverged_step')}", last.get("diverged_step")
     if result.error:
         return f"error: {str(result.error).strip().splitlines()[-1][:120]}", None
-    if last.get("training_iteration", 0) < max_t - 1:
+    # a trial resumed after an interruption counts its iterations from the restore: one that
+    # reached the last step finished, whatever its iteration count
+    reached_end = (last.get("step") or 0) >= total_steps
+    if not reached_end and last.get("training_iteration", 0) < max_t - 1:
         return "stopped early", None
     return "finished", None
 
@@ -29,11 +32,11 @@ def _history(result, metric: str) -> list[tuple[int, float]]:
     return [(int(s), float(v)) for s, v in zip(rows["step"], rows[metric]) if math.isfinite(float(v))]
 
 
-def table(grid, metric: str, mode: str, max_t: int) -> list[dict]:
+def table(grid, metric: str, mode: str, max_t: int, total_steps: int) -> list[dict]:
     rows = []
     for r in grid:
         history = _history(r, metric)
-        status, _ = _status(r, max_t)
+        status, _ = _status(r, max_t, total_steps)
         pick = min if mode == "min" else max
         best = pick((v for _, v in history), default=None)
         last = r.metrics or {}
@@ -124,7 +127,7 @@ def publish(rows: list[dict], sweep_dir: str) -> str | None:
 
 
 def summarise(grid, metric: str, mode: str, max_t: int, total_steps: int, sweep_dir: str) -> dict:
-    rows = table(grid, metric, mode, max_t)
+    rows = table(grid, metric, mode, max_t, total_steps)
     write_csv(rows, storage.join(sweep_dir, "results.csv"))
     print_table(rows, metric)
     pngs = plots(rows, metric, sweep_dir)
