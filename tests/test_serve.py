@@ -151,12 +151,12 @@ def test_merger_merges_calls_that_wait_for_a_busy_model():
         return [x * 10 for x in items]
 
     async def main():
-        merger = _Merger()
-        first = asyncio.ensure_future(merger.submit([1], model))
+        merger = _Merger(model)
+        first = asyncio.ensure_future(merger.submit([1]))
         await asyncio.sleep(0.01)            # the model is busy with [1]: these three wait
-        rest = [asyncio.ensure_future(merger.submit(items, model)) for items in ([2, 3], [4], [5, 6, 7])]
+        rest = [asyncio.ensure_future(merger.submit(items)) for items in ([2, 3], [4], [5, 6, 7])]
         answers = await asyncio.gather(first, *rest)
-        failing = await asyncio.gather(merger.submit([-1], model), return_exceptions=True)
+        failing = await asyncio.gather(merger.submit([-1]), return_exceptions=True)
         return answers, failing, merger
 
     answers, failing, merger = asyncio.run(main())

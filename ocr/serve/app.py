@@ -170,7 +170,7 @@ class OCRService:
         results = await call(self.recognizer.read, [crop(page, ln["box"]) for ln in lines])
         for line, r in zip(lines, results):
             line.update(text=r["text"], confidence=r["confidence"])
-        return results[-1]["model"] if results else None
+        return results[-1]["model"]
 
     async def regions(self, page: np.ndarray) -> tuple[list[dict], dict | None]:
         if self.detector is None:

@@ -100,25 +100,27 @@ class Detector(_Swappable):
 
 
 class _Merger:
-    """Runs ``fn`` over the items of every call waiting for it, merged: while the model is busy,
+    """Runs ``fn`` over the items of every call waiting for it, merged (one model call for a
+    whole @serve.batch batch, as its requests are submitted together): while the model is busy,
     the calls that arrive queue here and go into its next call together. So a model call grows
     with the load (up to all that is waiting) and a lone call never waits for company."""
 
-    def __init__(self):
+    def __init__(self, fn):
+        self.fn = fn   # async: list of items -> list of results, in order
         self.waiting: list[tuple[list, asyncio.Future]] = []
         self.busy = False
         self.calls = self.items = 0
         self.seconds = 0.0   # in fn
 
-    async def submit(self, items: list, fn) -> list:
+    async def submit(self, items: list) -> list:
         future = asyncio.get_running_loop().create_future()
         self.waiting.append((items, future))
         if not self.busy:
             self.busy = True
-            asyncio.get_running_loop().create_task(self._drain(fn))
+            asyncio.get_running_loop().create_task(self._drain())
         return await future
 
-    async def _drain(self, fn) -> None:
+    async def _drain(self) -> None:
         try:
             while self.waiting:
                 group, self.waiting = self.waiting, []
@@ -126,7 +128,7 @@ class _Merger:
                 self.calls, self.items = self.calls + 1, self.items + len(flat)
                 started = time.perf_counter()
                 try:
-                    results = await fn(flat)
+                    results = await self.fn(flat)
                 except Exception as e:   # every caller of this model call gets the error
                     for _, future in group:
                         if not future.done():
@@ -154,7 +156,7 @@ class Recognizer(_Swappable):
     stage_cls = RecognizerStage
 
     def __init__(self):
-        self.merger = _Merger()
+        self.merger = _Merger(self._read)
 
     def reconfigure(self, config: dict) -> None:
         self._load(config)
@@ -165,12 +167,7 @@ class Recognizer(_Swappable):
     async def read(self, requests: list[list]) -> list[list[dict]]:
         """Per request, a list of line images (uint8 arrays); per request, {"text",
         "confidence", "model"} per line."""
-        flat = await self.merger.submit([c for crops in requests for c in crops], self._read)
-        out, start = [], 0
-        for crops in requests:
-            out.append(flat[start:start + len(crops)])
-            start += len(crops)
-        return out
+        return list(await asyncio.gather(*(self.merger.submit(crops) for crops in requests)))
 
     async def _read(self, crops: list) -> list[dict]:
         stage = self.stage
