@@ -126,6 +126,16 @@ def test_reading_order_rows_then_columns():
     assert reading_order(np.zeros((0, 4), np.float32)) == []
 
 
+def test_the_stages_do_not_pull_in_training_code():
+    """A page's first /ocr once spent 2.4 s importing ocr.train (and Ray Train, Ray Data) to
+    cut its lines: the stages, line crops included, load none of it."""
+    code = ("import sys, numpy as np; from ocr.serve.stages import crop; "
+            "crop(np.zeros((40, 80, 3), np.uint8), [5, 5, 60, 20]); "
+            "print(sorted(m for m in sys.modules if m.startswith(('ocr.train', 'ray.train', 'ray.data'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
 def test_batched_equals_unbatched_in_process(models, one_torch_thread):
     stage = RecognizerStage(models["rec"])
     crops = [np.asarray(Image.open(io.BytesIO(b))) for b in line_images(9)]

@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
+from ocr.models.detection.box_ops import CROP_MARGIN, crop_box
+
 
 def model_version(meta: dict, path: str) -> dict:
     """What a response says about the model that produced it."""
@@ -117,8 +119,6 @@ class DeskewerStage:
 def crop(page: np.ndarray, box: list[float], margin: float | None = None) -> np.ndarray:
     """The line at ``box`` grown by ``margin`` x its height (default: as detection training
     crops lines), clipped to the page."""
-    from ocr.train.detection import CROP_MARGIN, crop_box
-
     margin = CROP_MARGIN if margin is None else margin
     x0, y0, x1, y1 = crop_box(np.asarray(box, np.float32), (page.shape[1], page.shape[0]), (margin,) * 4)
     return page[y0:y1, x0:x1]

@@ -44,13 +44,13 @@ from PIL import Image
 from ocr.charset import Charset
 from ocr.config import ConfigError
 from ocr.data.images import Preprocess, decode
+from ocr.models.detection.box_ops import CROP_MARGIN, crop_box
 from ocr.train import checkpoint
 from ocr.train.augment import random_blur, random_photometric
 from ocr.train.config import TrainConfig
 from ocr.train.task import ids_to_ints, load_manifests, numpy_collate, split_rows, val_batches
 
 BACKGROUND = "__background__"   # classes[0]
-CROP_MARGIN = 0.15              # a line crop grows by this x the line's height on every side
 MIN_SIDE = 1.0                  # boxes under one model-input pixel on a side are dropped
 DEFAULT_MODEL = "ssdlite_mobilenetv2"
 SIZES = {"roi": (320, 320), "char": (64, 256)}   # default (height, width)
@@ -115,17 +115,6 @@ def fit_crop(crop: Image.Image, preprocess: Preprocess) -> tuple[np.ndarray, flo
         crop = Image.fromarray(np.pad(arr, pad, mode="edge"))
     arr = preprocess.resize(crop)
     return preprocess.pad_to(arr, preprocess.width), arr.shape[1] / w, preprocess.height / need
-
-
-def crop_box(line: np.ndarray, page_size: tuple[int, int], margins=(CROP_MARGIN,) * 4) -> tuple[int, ...]:
-    """Integer crop (x0, y0, x1, y1) of a line box grown by ``margins`` (left, top, right,
-    bottom) x its height, clipped to the page (width, height); at least 1x1."""
-    x0, y0, x1, y1 = (float(v) for v in line)
-    h = y1 - y0
-    left, top = max(0, math.floor(x0 - margins[0] * h)), max(0, math.floor(y0 - margins[1] * h))
-    right = min(page_size[0], max(left + 1, math.ceil(x1 + margins[2] * h)))
-    bottom = min(page_size[1], max(top + 1, math.ceil(y1 + margins[3] * h)))
-    return left, top, right, bottom
 
 
 def line_crop(page: Image.Image, line: np.ndarray, preprocess: Preprocess, margins=(CROP_MARGIN,) * 4):

@@ -154,3 +154,18 @@ def nms_reference(boxes, scores, idxs, iou_threshold: float) -> list[int]:
         if all(idxs[k] != idxs[i] or iou(boxes[k], boxes[i]) <= iou_threshold for k in kept):
             kept.append(i)
     return kept
+
+
+# --- line crops: training (char detection) and serving cut lines out of pages the same way ---
+CROP_MARGIN = 0.15   # a line crop grows by this x the line's height on every side
+
+
+def crop_box(line, page_size: tuple[int, int], margins=(CROP_MARGIN,) * 4) -> tuple[int, ...]:
+    """Integer crop (x0, y0, x1, y1) of a line box grown by ``margins`` (left, top, right,
+    bottom) x its height, clipped to the page (width, height); at least 1x1."""
+    x0, y0, x1, y1 = (float(v) for v in line)
+    h = y1 - y0
+    left, top = max(0, math.floor(x0 - margins[0] * h)), max(0, math.floor(y0 - margins[1] * h))
+    right = min(page_size[0], max(left + 1, math.ceil(x1 + margins[2] * h)))
+    bottom = min(page_size[1], max(top + 1, math.ceil(y1 + margins[3] * h)))
+    return left, top, right, bottom
