@@ -16,7 +16,7 @@ from ocr.config import ConfigError
 from ocr.models.recognition import create_recognizer
 from ocr.train import checkpoint
 from ocr.train.config import TrainConfig
-from ocr.train.loop import State, TrainingDiverged, step_is_good
+from ocr.train.loop import State, TrainingDiverged, lr_factor, step_is_good
 from ocr.train.recognition import RecognitionTask
 
 
@@ -163,6 +163,54 @@ def test_same_charset_fine_tunes_without_extension(digits, tmp_path):
     _old_checkpoint(tmp_path / "old", "tiny_crnn", "0123456789")
     task = RecognitionTask(_cfg(digits, tmp_path, init_from=str(tmp_path / "old")))
     assert "".join(task.charset.symbols) == "0123456789" and task.arch["num_classes"] == 11
+
+
+def test_the_schedule_spans_the_steps_or_the_time_whichever_ends_first(tmp_path):
+    cfg = _cfg(tmp_path, tmp_path, warmup_steps=10)
+
+    def cosine(progress):
+        return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress))
+
+    by_steps = [lr_factor(s, cfg, 100) for s in range(100)]
+    assert by_steps[0] == pytest.approx(0.1) and by_steps[9] == pytest.approx(cosine(0.09))  # warm-up
+    assert all(a >= b for a, b in zip(by_steps[9:], by_steps[10:]))                    # then down
+    assert by_steps[55] == pytest.approx(cosine(0.55)) and by_steps[99] < 0.06
+    # a warm-up longer than a tenth of the run is cut to a tenth: 30 steps warm up for 3
+    assert [lr_factor(s, cfg, 30) / cosine(s / 30) for s in range(4)] == pytest.approx([1 / 3, 2 / 3, 1, 1])
+    # max_minutes: when the time share is ahead of the steps, it drives warm-up and decay
+    assert lr_factor(2, cfg, 10_000, time_share=0.05) == pytest.approx(0.5 * cosine(0.05))
+    assert lr_factor(50, cfg, 10_000, time_share=0.55) == pytest.approx(cosine(0.55))
+    assert lr_factor(80, cfg, 10_000, time_share=1.0) == pytest.approx(0.05)
+    assert lr_factor(80, cfg, 100, time_share=0.1) == lr_factor(80, cfg, 100)  # steps ahead: steps rule
+    const = _cfg(tmp_path, tmp_path, warmup_steps=10, schedule="constant")
+    assert lr_factor(5, const, 100) == pytest.approx(0.6) and lr_factor(90, const, 100, 0.9) == 1.0
+
+
+def test_a_time_limited_run_decays_its_learning_rate_over_its_minutes(digits, tmp_path):
+    """No step count given: the run stops at max_minutes with the schedule at its end."""
+    from ocr.train.run import train
+
+    cfg = _cfg(digits, tmp_path, name="timed", num_workers=1, max_steps=0, epochs=1000, max_minutes=0.4,
+               log_every=1, val_every=10_000)
+    summary = train(cfg)
+    rows = [r for r in _rows(summary["run_dir"]) if r["lr"]]
+    lrs = [float(r["lr"]) for r in rows]
+    assert 1 < summary["final"]["step"] < 1000  # the time ended it
+    peak = lrs.index(max(lrs))  # (the warm-up may be over before the first step: Ray Data's start counts)
+    assert lrs[peak:] == sorted(lrs[peak:], reverse=True) and lrs[-1] < 0.1 * cfg.lr  # down to the floor
+
+
+def test_the_progress_line_counts_down_the_time_budget(tmp_path):
+    import time
+
+    from ocr.train.runlog import RunLog
+
+    log = RunLog(str(tmp_path), [], 0, 100_000)
+    log.started = time.perf_counter() - 60  # 10 steps a minute: 100,000 steps would take days
+    line = log.progress(10, 0, 1.0, 50.0, time_left=90.0)
+    assert line.startswith("step 10  ") and line.endswith("ETA 1m30s (time budget)")
+    assert log.progress(10, 0, 1.0, 50.0).startswith("step 10/100000")  # no budget: the steps'
+    log.close()
 
 
 # --- the CTC guard ----------------------------------------------------------------------

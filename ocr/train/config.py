@@ -33,12 +33,13 @@ class TrainConfig:
     batch_size: int = 64             # per worker
     epochs: int = 10
     max_steps: int = 0               # optimiser steps in all; 0: `epochs` decides
-    max_minutes: float = 0.0         # stop (validating and checkpointing) after this long; 0: no limit
+    max_minutes: float = 0.0         # stop (validating and checkpointing) after this long, the
+                                     # schedule ending with it (or with the steps, if first); 0: no limit
     optimizer: str = "adamw"         # adamw | adadelta
     lr: float = 1e-3
     weight_decay: float = 1e-4
     schedule: str = "cosine"         # cosine | constant | onecycle
-    warmup_steps: int = 100
+    warmup_steps: int = 100          # linear warm-up, at most a tenth of the run
     grad_clip: float = 5.0           # max gradient norm; 0 disables
     precision: str = "auto"          # auto (bf16 on CUDA where supported, else fp32) | fp32 | bf16
     augment: float = 0.5             # online augmentation strength, 0 (off) to 1

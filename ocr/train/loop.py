@@ -69,15 +69,23 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Opti
     return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
-def lr_factor(step: int, cfg: TrainConfig, total: int) -> float:
-    """Linear warm-up, then constant, cosine to 5%, or one-cycle (cosine from the peak to 0)."""
-    if cfg.warmup_steps and step < cfg.warmup_steps:
-        return (step + 1) / cfg.warmup_steps
+WARMUP_SHARE = 0.1   # the warm-up never takes more than this share of the run
+
+
+def lr_factor(step: int, cfg: TrainConfig, total: int, time_share: float = 0.0) -> float:
+    """A linear warm-up times the decay: constant, cosine to 5%, or one-cycle (cosine to 0).
+
+    The run's progress is the larger of its share of ``total`` steps and ``time_share`` (the
+    share of ``max_minutes`` used): a time-limited run's schedule ends with its time, however
+    many steps fit in it, and a run that reaches ``total`` first ends with its steps. The
+    warm-up lasts ``warmup_steps`` steps or a tenth of the run, whichever ends first."""
+    ahead = max((step + 1) / max(1, total), time_share)
+    warm = min(1.0, max((step + 1) / cfg.warmup_steps, ahead / WARMUP_SHARE)) if cfg.warmup_steps else 1.0
     if cfg.schedule == "constant":
-        return 1.0
-    progress = min(1.0, (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps))
+        return warm
+    progress = min(1.0, max(step / max(1, total), time_share))
     floor = 0.05 if cfg.schedule == "cosine" else 0.0
-    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+    return warm * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
 def autocast(cfg: TrainConfig, device: torch.device):
@@ -107,8 +115,9 @@ class Loop:
         torch.manual_seed(self.cfg.seed)
         self.model = self.task.build_model().to(self.device)
         self.opt = make_optimizer(self.model, self.cfg)
+        self.time_share = 0.0  # of max_minutes used, the same on every worker (see _step)
         self.sched = torch.optim.lr_scheduler.LambdaLR(
-            self.opt, lambda s: lr_factor(s, self.cfg, self.total_steps))
+            self.opt, lambda s: lr_factor(s, self.cfg, self.total_steps, self.time_share))
         self.state = State()
         self._restore(ray.train.get_checkpoint())
         dist.broadcast_model(self.model)
@@ -193,13 +202,15 @@ class Loop:
             if cfg.nan_at_step and st.step + 1 >= cfg.nan_at_step:
                 loss = loss * float("nan")  # fault injection for tests
             n, loss_sum = len(ids), float(loss.detach()) * len(ids)
-        limit = cfg.max_minutes * 60
-        time_up = float(bool(limit) and self.elapsed() >= limit)
-        totals = dist.sync_step(self.model, n, [loss_sum, *extra, time_up])
+        limit, elapsed = cfg.max_minutes * 60, self.elapsed()
+        time_up = float(bool(limit) and elapsed >= limit)
+        totals = dist.sync_step(self.model, n, [loss_sum, *extra, time_up, elapsed])
         if totals[0] == 0:
             return None
-        if totals[-1] > 0:  # any worker out of time: this is everyone's last step
+        if totals[-2] > 0:  # any worker out of time: this is everyone's last step
             self.total_steps = st.step + 1
+        if limit:  # the workers' mean elapsed time: every worker schedules the same learning rate
+            self.time_share = min(1.0, float(totals[-1]) / self.world / limit)
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip or float("inf"))
         loss = float(totals[1] / totals[0])
         if step_is_good(st, loss, float(norm), cfg):
@@ -230,7 +241,9 @@ class Loop:
     def _log_train(self, loss: float) -> None:
         st = self.state
         rate = self.log.rate(st.samples)
-        print(self.log.progress(st.step, st.epoch, loss, rate), flush=True)
+        limit = self.cfg.max_minutes * 60
+        time_left = limit - self.elapsed() if limit else None
+        print(self.log.progress(st.step, st.epoch, loss, rate, time_left), flush=True)
         self.log.write({"step": st.step, "epoch": st.epoch, "samples": st.samples,
                         "seconds": round(self.elapsed(), 2), "lr": self.sched.get_last_lr()[0],
                         "loss": loss, "samples_per_s": rate, "bad_steps": st.bad_steps,

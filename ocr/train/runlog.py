@@ -70,12 +70,16 @@ class RunLog:
         self.window = (now, samples)
         return (samples - s0) / max(now - t0, 1e-9)
 
-    def progress(self, step: int, epoch: int, loss: float, rate: float) -> str:
+    def progress(self, step: int, epoch: int, loss: float, rate: float,
+                 time_left: float | None = None) -> str:
+        """The live line; with ``time_left`` (a time budget) the ETA is whichever ends first."""
         done = step - self.start_step
         elapsed = time.perf_counter() - self.started
         eta = (self.total_steps - step) * elapsed / done if done else float("inf")
-        return (f"step {step}/{self.total_steps}  epoch {epoch}  loss {loss:.4f}  "
-                f"{rate:.0f} samples/s  ETA {_fmt_time(eta)}")
+        by_time = time_left is not None and time_left < eta
+        head = f"step {step}" if by_time else f"step {step}/{self.total_steps}"
+        eta_text = f"{_fmt_time(max(0.0, time_left))} (time budget)" if by_time else _fmt_time(eta)
+        return f"{head}  epoch {epoch}  loss {loss:.4f}  {rate:.0f} samples/s  ETA {eta_text}"
 
     def flush(self) -> None:
         self.tb.flush()
