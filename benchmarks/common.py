@@ -15,6 +15,12 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 CACHE = Path(os.environ.get("OCR_BENCH_CACHE", "/tmp/ocr-bench"))
+# Fonts of the training sets (scripts/setup.sh installs them) and of the held-out sets, which
+# training never sees. Names are matched as substrings of the face names ("Go " is the Go family).
+TRAIN_FONTS = ["DejaVu", "Nanum", "Noto", "Lato", "Open Sans", "Roboto", "Hack", "JetBrains", "Libertine",
+               "Biolinum", "Go ", "Comic", "Cantarell", "Caladea"]
+HELD_OUT_FONTS = ["Liberation"]
+TRAIN_SET_TAG = f"{len(TRAIN_FONTS)}-families"   # in training sets' cache names: a new list renders anew
 
 
 def make_line_set(root: Path, n: int, seed: int = 0) -> Path:

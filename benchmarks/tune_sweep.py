@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from common import CACHE  # noqa: E402
-from recognition_training import HELD_OUT_FONTS, TRAIN_FONTS, render  # noqa: E402
+from recognition_training import HELD_OUT_FONTS, TRAIN_FONTS, TRAIN_SET_TAG, render  # noqa: E402
 
 from ocr.runtime import ensure_ray  # noqa: E402
 from ocr.train.config import TrainConfig  # noqa: E402
@@ -35,7 +35,7 @@ def main() -> None:
     ap.add_argument("--resume", default="", help="continue this interrupted sweep (its name)")
     args = ap.parse_args()
     ensure_ray(num_cpus=2, dashboard=True)
-    train_set = render("digits-train-fonts", 40_000, TRAIN_FONTS, "train=1", seed=1)
+    train_set = render(f"digits-train-{TRAIN_SET_TAG}-40000", 40_000, TRAIN_FONTS, "train=1", seed=1)
     held_out = render("digits-held-out-fonts", 2000, HELD_OUT_FONTS, "val=0.5,test=0.5", seed=2)
     space = Path(tempfile.mkdtemp()) / "space.yaml"
     space.write_text("lr: {loguniform: [3.0e-4, 1.0e-2]}\nmodel: {grid: [fast, crnn]}\n")

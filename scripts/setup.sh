@@ -5,18 +5,23 @@ cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 PY=${PYTHON:-python3}
 
-fonts_missing() {
-  for f in /usr/share/fonts/truetype/nanum /usr/share/fonts/truetype/dejavu /usr/share/fonts/opentype/noto; do
-    [ -d "$f" ] || return 0
-  done
-  return 1
-}
-if fonts_missing; then
-  echo "[setup] installing system fonts (fonts-nanum, fonts-dejavu-core, fonts-noto-cjk, fonts-liberation2)"
-  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
-    fonts-nanum fonts-dejavu-core fonts-noto-cjk fonts-liberation2 fontconfig >/dev/null
+# Fonts the synthesiser draws with: Hangul and CJK (Nanum, Noto CJK), and Latin families of
+# different designs (sans, serif, mono, rounded, hand-like), so models see many glyph shapes.
+FONT_PACKAGES="fonts-nanum fonts-dejavu-core fonts-noto-cjk fonts-liberation2 fonts-lato fonts-open-sans
+  fonts-roboto-unhinted fonts-hack fonts-jetbrains-mono fonts-linuxlibertine fonts-go fonts-comic-neue
+  fonts-cantarell fonts-crosextra-caladea fontconfig"
+if command -v dpkg-query >/dev/null; then
+  missing=$(for p in $FONT_PACKAGES; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || echo "$p"; done)
+  if [ -n "$missing" ]; then
+    echo "[setup] installing system fonts:" $missing
+    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    $SUDO apt-get update -qq
+    # shellcheck disable=SC2086
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
+  fi
+else
+  echo "[setup] not a Debian system: install these fonts (or their equivalents) yourself: $FONT_PACKAGES"
 fi
 
 # The web page's tests drive Debian's chromium (WITH_BROWSER=1, as `make test` sets).

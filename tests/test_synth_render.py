@@ -52,6 +52,12 @@ def test_find_fonts_sorted_every_ttc_face_and_unparsable_skipped(tmp_path, dejav
     assert [(Path(f.path).name, f.index) for f in found] == [("b.ttf", 0)]
     assert "DejaVu" in found[0].name
     assert coverage(FontInfo(str(tmp_path / "a.ttf"))) == frozenset()
+    from fontTools.ttLib import TTFont
+
+    keycaps = TTFont(str(DEJAVU))  # a face that draws characters on keycaps is no text font
+    keycaps["name"].setName("Linux Biolinum Keyboard O", 4, 3, 1, 0x409)
+    keycaps.save(str(tmp_path / "c.ttf"))
+    assert [Path(f.path).name for f in find_fonts([str(tmp_path)])] == ["b.ttf"]
 
     system = find_fonts([str(DEJAVU.parent)])
     assert system == sorted(system, key=lambda f: (f.path, f.index)) and len(system) > 3

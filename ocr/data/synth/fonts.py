@@ -70,10 +70,16 @@ def _scan(dirs: tuple[str, ...]) -> tuple[FontInfo, ...]:
     return tuple(found)
 
 
+# Faces that draw characters inside frames or as ornaments (keycaps, drop capitals), not as text
+DECORATIVE = ("Keyboard", "Initials")
+
+
 def find_fonts(dirs: list[str] | None = None) -> list[FontInfo]:
     """Every face of every .ttf/.otf/.ttc/.otc under ``dirs`` (default: the system font
-    folders), sorted by path then face index. Files fontTools cannot parse are skipped."""
-    return list(_scan(tuple(dirs) if dirs is not None else SYSTEM_FONT_DIRS))
+    folders), sorted by path then face index. Files fontTools cannot parse and
+    :data:`DECORATIVE` faces are skipped."""
+    found = _scan(tuple(dirs) if dirs is not None else SYSTEM_FONT_DIRS)
+    return [f for f in found if not any(word in f.name for word in DECORATIVE)]
 
 
 CACHE_DIR = Path(os.environ.get("OCR_CACHE", "~/.cache/ocr-on-ray")).expanduser() / "cmaps"
