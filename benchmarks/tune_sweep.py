@@ -20,8 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common import CACHE  # noqa: E402
-from recognition_training import HELD_OUT_FONTS, TRAIN_FONTS, TRAIN_SET_TAG, render  # noqa: E402
+from common import CACHE, HELD_OUT_FONTS, TRAIN_FONTS, TRAIN_SET_TAG  # noqa: E402
+from recognition_training import render  # noqa: E402
 
 from ocr.runtime import ensure_ray  # noqa: E402
 from ocr.train.config import TrainConfig  # noqa: E402

@@ -115,7 +115,8 @@ class Loop:
         torch.manual_seed(self.cfg.seed)
         self.model = self.task.build_model().to(self.device)
         self.opt = make_optimizer(self.model, self.cfg)
-        self.time_share = 0.0  # of max_minutes used, the same on every worker (see _step)
+        self.limit_s = self.cfg.max_minutes * 60  # the time budget; 0: none
+        self.time_share = 0.0  # of the budget used, the same on every worker (see _step)
         self.sched = torch.optim.lr_scheduler.LambdaLR(
             self.opt, lambda s: lr_factor(s, self.cfg, self.total_steps, self.time_share))
         self.state = State()
@@ -202,7 +203,7 @@ class Loop:
             if cfg.nan_at_step and st.step + 1 >= cfg.nan_at_step:
                 loss = loss * float("nan")  # fault injection for tests
             n, loss_sum = len(ids), float(loss.detach()) * len(ids)
-        limit, elapsed = cfg.max_minutes * 60, self.elapsed()
+        limit, elapsed = self.limit_s, self.elapsed()
         time_up = float(bool(limit) and elapsed >= limit)
         totals = dist.sync_step(self.model, n, [loss_sum, *extra, time_up, elapsed])
         if totals[0] == 0:
@@ -241,8 +242,7 @@ class Loop:
     def _log_train(self, loss: float) -> None:
         st = self.state
         rate = self.log.rate(st.samples)
-        limit = self.cfg.max_minutes * 60
-        time_left = limit - self.elapsed() if limit else None
+        time_left = self.limit_s - self.elapsed() if self.limit_s else None
         print(self.log.progress(st.step, st.epoch, loss, rate, time_left), flush=True)
         self.log.write({"step": st.step, "epoch": st.epoch, "samples": st.samples,
                         "seconds": round(self.elapsed(), 2), "lr": self.sched.get_last_lr()[0],
