@@ -195,7 +195,10 @@ def test_a_time_limited_run_decays_its_learning_rate_over_its_minutes(digits, tm
     summary = train(cfg)
     rows = [r for r in _rows(summary["run_dir"]) if r["lr"]]
     lrs = [float(r["lr"]) for r in rows]
-    assert 1 < summary["final"]["step"] < 1000  # the time ended it
+    # The time ended it, long before its 12,000 steps. How many steps fit depends on the box
+    # (on a loaded CI machine Ray Data's start alone can take the whole budget: one step), so
+    # the test asserts the schedule's shape, not a step count.
+    assert 1 <= summary["final"]["step"] < 1000 and len(lrs) == summary["final"]["step"]
     peak = lrs.index(max(lrs))  # (the warm-up may be over before the first step: Ray Data's start counts)
     assert lrs[peak:] == sorted(lrs[peak:], reverse=True) and lrs[-1] < 0.1 * cfg.lr  # down to the floor
 
