@@ -58,11 +58,11 @@ def _rows(run_dir: str) -> list[dict]:
 
 
 def time_to_accuracy(preset: str, train_set: Path, held_out: Path, minutes: float, runs: Path,
-                     lr: float, val_every: int, width: int, augment: float) -> dict:
+                     lr: float, val_every: int, width: int, augment: float, ema: float) -> dict:
     cfg = TrainConfig(data=str(train_set), val_data=str(held_out), model=preset, num_workers=2,
                       width=width, batch_size=64, lr=lr, warmup_steps=100, epochs=1000,
                       max_minutes=minutes, val_every=val_every, log_every=25, augment=augment,
-                      storage=str(runs),
+                      ema=ema, storage=str(runs),
                       name=f"{preset}-{time.strftime('%Y%m%d-%H%M%S')}")
     summary = train(cfg)
     rows = [r for r in _rows(summary["run_dir"]) if r["val_word_accuracy"]]
@@ -97,6 +97,7 @@ def main() -> None:
     ap.add_argument("--skip-throughput", action="store_true")
     ap.add_argument("--width", type=int, default=100, help="input width (8 digits are ~160 px at 32)")
     ap.add_argument("--augment", type=float, default=0.3)
+    ap.add_argument("--ema", type=float, default=0.0, help="weight-average decay per step (0: off)")
     args = ap.parse_args()
     ensure_ray(num_cpus=2, dashboard=True)
     train_set = render(f"digits-train-{TRAIN_SET_TAG}-{args.train_count}", args.train_count, TRAIN_FONTS,
@@ -115,7 +116,7 @@ def main() -> None:
             expected = int(args.minutes * 60 * per_s.get(preset, 0.5))
             results.append(time_to_accuracy(preset, train_set, held_out, args.minutes, runs,
                                             lrs.get(preset, 1e-3), max(25, expected // 12),
-                                            args.width, args.augment))
+                                            args.width, args.augment, args.ema))
     print(f"\n2 CPUs, local Ray; training fonts {TRAIN_FONTS}, held-out fonts {HELD_OUT_FONTS}")
     if rate:
         print(f"training samples/s, fast, batch 64 per worker: 1 worker {rate[1]:.0f}, "

@@ -259,3 +259,39 @@ def test_augmentation_keeps_shapes_and_is_identity_at_zero():
     line[..., 12:20, 10:90] = 1.0  # a bright 8-pixel stroke
     ink = [float(random_stroke(line, 1.0, torch.Generator().manual_seed(s)).sum()) for s in range(8)]
     assert min(ink) < float(line.sum()) < max(ink)  # some draws thin the stroke, some thicken it
+
+
+# --- the weight average -------------------------------------------------------------------
+
+def test_weight_average_follows_the_weights_and_copies_buffers():
+    from ocr.train.average import WeightAverage
+
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
+    avg = WeightAverage(model, decay=0.9)
+    start = model[0].weight.detach().clone()
+    with torch.no_grad():
+        model[0].weight.add_(1.0)
+        model[1].running_mean.fill_(3.0)
+    avg.update(model, step=0)  # early on the decay is capped at 1/10: 90% of the way
+    assert torch.allclose(avg.model[0].weight, start + 0.9)
+    avg.update(model, step=1000)  # then 0.9: 10% of what is left
+    assert torch.allclose(avg.model[0].weight, start + 0.91)
+    assert not avg.model[0].weight.requires_grad
+    assert torch.equal(avg.synced(model)[1].running_mean, torch.full((2,), 3.0))
+
+
+def test_an_averaged_run_checkpoints_the_average_and_resumes_both(digits, tmp_path):
+    from ocr.train.run import train
+
+    cfg = _cfg(digits, tmp_path, name="averaged", num_workers=1, max_steps=8, val_every=4, ema=0.9)
+    first = train(cfg)
+    folder = first["latest_checkpoint"]
+    averaged = torch.load(f"{folder}/model.pt", weights_only=True)
+    raw = torch.load(f"{folder}/train_state.pt", weights_only=True)["weights"]
+    assert averaged.keys() == raw.keys()
+    assert any(not torch.equal(averaged[k], raw[k]) for k in raw if raw[k].is_floating_point())
+    model, meta = checkpoint.load(folder)  # what eval and serving load: the average
+    assert meta["config"]["ema"] == 0.9 and torch.equal(model.state_dict()[next(iter(raw))],
+                                                         averaged[next(iter(raw))])
+    again = train(_cfg(digits, tmp_path, name="averaged", num_workers=1, max_steps=12, val_every=4, ema=0.9))
+    assert again["resumed"] and again["final"]["step"] == 12 and again["final"]["restarts"] == 1

@@ -41,6 +41,9 @@ class TrainConfig:
     schedule: str = "cosine"         # cosine | constant | onecycle
     warmup_steps: int = 100          # linear warm-up, at most a tenth of the run
     grad_clip: float = 5.0           # max gradient norm; 0 disables
+    ema: float = 0.0                 # decay of an exponential moving average of the weights per
+                                     # step (e.g. 0.995): validation, checkpoints and so serving
+                                     # use the average; 0: off
     precision: str = "auto"          # auto (bf16 on CUDA where supported, else fp32) | fp32 | bf16
     augment: float = 0.5             # online augmentation strength, 0 (off) to 1
     shuffle_buffer: int = 512        # rows in each worker's local shuffle buffer; 0: no shuffle
@@ -76,6 +79,8 @@ class TrainConfig:
                 raise ConfigError(f"{name}: expected >= 0, found {getattr(self, name)}")
         if self.epochs == 0 and self.max_steps == 0:
             raise ConfigError("epochs and max_steps are both 0: expected one of them to be positive")
+        if not 0 <= self.ema < 1:
+            raise ConfigError(f"ema: expected a decay in [0, 1) (0: off), found {self.ema}")
         if not 0 <= self.augment <= 1:
             raise ConfigError(f"augment: expected a strength in [0, 1], found {self.augment}")
         if self.lr <= 0:

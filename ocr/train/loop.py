@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from ocr.train import checkpoint, dist
+from ocr.train.average import WeightAverage
 from ocr.train.config import TrainConfig
 from ocr.train.runlog import RunLog
 
@@ -120,23 +121,26 @@ class Loop:
         self.sched = torch.optim.lr_scheduler.LambdaLR(
             self.opt, lambda s: lr_factor(s, self.cfg, self.total_steps, self.time_share))
         self.state = State()
-        self._restore(ray.train.get_checkpoint())
+        averaged = self._restore(ray.train.get_checkpoint())
         dist.broadcast_model(self.model)
+        self.average = WeightAverage(self.model, self.cfg.ema, averaged) if self.cfg.ema else None
         self.started, self.base_seconds = time.perf_counter(), self.state.seconds
         seed = self.cfg.seed * 7919 + self.rank + self.state.step
         self.gen = torch.Generator(self.device).manual_seed(seed)
         self.log = RunLog(self.run_dir, self.task.val_columns, self.state.step, self.total_steps) \
             if self.rank == 0 else None
 
-    def _restore(self, ckpt) -> None:
+    def _restore(self, ckpt) -> dict | None:
+        """Load a checkpoint to continue from; returns its averaged weights (``cfg.ema``), if any."""
         if ckpt is None:
-            return
+            return None
         with ckpt.as_directory() as folder:
             weights = torch.load(os.path.join(folder, checkpoint.MODEL_FILE), map_location=self.device,
                                  weights_only=True)
             saved = torch.load(os.path.join(folder, checkpoint.STATE_FILE), map_location=self.device,
                                weights_only=True)
-        self.model.load_state_dict(weights)
+        raw = saved.get("weights")  # saved when model.pt holds their average
+        self.model.load_state_dict(weights if raw is None else raw)
         self.opt.load_state_dict(saved["optimizer"])
         self.sched.load_state_dict(saved["scheduler"])
         self.state = State(**saved["state"])
@@ -144,6 +148,7 @@ class Loop:
         if self.rank == 0:
             print(f"resumed at step {self.state.step}, epoch {self.state.epoch} "
                   f"({len(self.state.epoch_seen)} samples of this epoch already trained)", flush=True)
+        return None if raw is None else weights
 
     def elapsed(self) -> float:
         return self.base_seconds + time.perf_counter() - self.started
@@ -216,6 +221,8 @@ class Loop:
         loss = float(totals[1] / totals[0])
         if step_is_good(st, loss, float(norm), cfg):
             self.opt.step()
+            if self.average:
+                self.average.update(self.model, st.step)
         self.sched.step()
         st.step += 1
         st.samples += int(totals[0])
@@ -254,8 +261,9 @@ class Loop:
         import ray.train
 
         dist.average_buffers(self.model)
-        self.model.eval()
-        parts = dist.gather_objects(self.task.validate(self.model, self.device))
+        model = self.average.synced(self.model) if self.average else self.model
+        model.eval()
+        parts = dist.gather_objects(self.task.validate(model, self.device))
         metrics = self.task.val_metrics(parts)
         st = self.state
         score = metrics[self.task.metric]
@@ -269,17 +277,21 @@ class Loop:
         with tempfile.TemporaryDirectory() as tmp:
             ckpt = None
             if self.rank == 0:
-                self._write_checkpoint(tmp, metrics)
+                self._write_checkpoint(tmp, model, metrics)
                 ckpt = ray.train.Checkpoint.from_directory(tmp)
             ray.train.report(metrics, checkpoint=ckpt, checkpoint_dir_name=f"checkpoint-{st.step:07d}")
 
-    def _write_checkpoint(self, folder: str, metrics: dict) -> None:
+    def _write_checkpoint(self, folder: str, model: torch.nn.Module, metrics: dict) -> None:
+        """``model`` (the validated one: the average with ``cfg.ema``) as model.pt, and what
+        resuming needs (with the raw weights when they are not model.pt) as train_state.pt."""
         st = self.state
         meta = {**self.task.model_meta(), "metrics": metrics, "step": st.step, "epoch": st.epoch,
                 "config": asdict(self.cfg)}
         state = {"optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
                  "state": asdict(st)}
-        checkpoint.save(folder, self.model, meta, state)
+        if model is not self.model:
+            state["weights"] = self.model.state_dict()
+        checkpoint.save(folder, model, meta, state)
         print(f"step {st.step}: " + "  ".join(
             f"{k[4:]} {v:.4f}" for k, v in metrics.items() if k.startswith("val_") and v is not None
         ) + f"  (best {self.task.metric[4:]} {st.best:.4f} at step {st.best_step})", flush=True)
