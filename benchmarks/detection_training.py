@@ -122,7 +122,8 @@ def train_run(name: str, train_set: Path, held_out: Path, minutes: float, runs: 
     cfg = TrainConfig(task="detection", data=str(train_set), val_data=str(held_out), num_workers=2,
                       batch_size=args.batch_size, lr=args.lr, warmup_steps=50, max_minutes=minutes,
                       val_every=max(6, expected // 8), log_every=max(2, expected // 40), augment=0.5,
-                      ema=args.ema, storage=str(runs), name=f"{name}-{time.strftime('%Y%m%d-%H%M%S')}", **steps, **kw)
+                      ema=args.ema, storage=str(runs), name=f"{name}-{time.strftime('%Y%m%d-%H%M%S')}",
+                      **steps, **kw)
     summary = train(cfg)
     rows = _rows(summary["run_dir"])
     return {"summary": summary, "steps": int(rows[-1]["step"]), "trained_s": float(rows[-1]["seconds"]),
@@ -143,7 +144,7 @@ def main() -> None:
     ap.add_argument("--held-out-count", type=int, default=400, help="held-out pages (val + test)")
     ap.add_argument("--batch-size", type=int, default=8, help="pages per worker")
     ap.add_argument("--lr", type=float, default=2e-3)
-    ap.add_argument("--ema", type=float, default=0.0, help="weight-average decay per step (0: off)")
+    ap.add_argument("--ema", type=float, default=TrainConfig.ema, help="weight-average decay (0: off)")
     ap.add_argument("--model", default="", help="ROI preset (default: the task's)")
     ap.add_argument("--smoke", action="store_true", help="tiny data, tiny models, a few steps")
     args = ap.parse_args()

@@ -95,7 +95,7 @@ def main() -> None:
     ap.add_argument("--held-out-count", type=int, default=800, help="held-out pages (val + test)")
     ap.add_argument("--batch-size", type=int, default=16, help="pages per worker")
     ap.add_argument("--lr", type=float, default=3e-3)
-    ap.add_argument("--ema", type=float, default=0.0, help="weight-average decay per step (0: off)")
+    ap.add_argument("--ema", type=float, default=TrainConfig.ema, help="weight-average decay (0: off)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--model", default="", help="preset (default: the task's)")
     ap.add_argument("--checkpoint", default="", help="evaluate this run or checkpoint, no training")
@@ -129,9 +129,9 @@ def train_run(args, tag: str, train_set: Path, held_out: Path) -> tuple[dict, li
     steps = {"max_steps": 8} if args.smoke else {"epochs": 1000}   # the budget ends the run
     cfg = TrainConfig(task="orientation", data=str(train_set), val_data=str(held_out),
                       num_workers=args.workers, batch_size=args.batch_size, lr=args.lr,
-                      warmup_steps=30, max_minutes=args.minutes, **steps,
+                      warmup_steps=30, max_minutes=args.minutes, ema=args.ema, **steps,
                       val_every=max(4, expected // 6), log_every=max(2, expected // 40), augment=0.5,
-                      ema=args.ema, storage=str(CACHE / "runs"), name=f"{tag}orientation-{time.strftime('%Y%m%d-%H%M%S')}",
+                      storage=str(CACHE / "runs"), name=f"{tag}orientation-{time.strftime('%Y%m%d-%H%M%S')}",
                       **({"model": "tiny_deskew"} if args.smoke else {"model": args.model}))
     summary = train(cfg)
     return summary, _rows(summary["run_dir"]), Path(summary["run_dir"])

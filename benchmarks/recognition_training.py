@@ -97,7 +97,7 @@ def main() -> None:
     ap.add_argument("--skip-throughput", action="store_true")
     ap.add_argument("--width", type=int, default=100, help="input width (8 digits are ~160 px at 32)")
     ap.add_argument("--augment", type=float, default=0.3)
-    ap.add_argument("--ema", type=float, default=0.0, help="weight-average decay per step (0: off)")
+    ap.add_argument("--ema", type=float, default=TrainConfig.ema, help="weight-average decay (0: off)")
     args = ap.parse_args()
     ensure_ray(num_cpus=2, dashboard=True)
     train_set = render(f"digits-train-{TRAIN_SET_TAG}-{args.train_count}", args.train_count, TRAIN_FONTS,

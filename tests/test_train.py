@@ -90,6 +90,22 @@ def test_a_changed_model_is_refused_for_an_existing_run(trained):
         train(_cfg(cfg.data, cfg.storage, name=cfg.name, model="tiny_fast"))
 
 
+def test_a_run_from_before_a_new_setting_continues_with_it(tmp_path):
+    """A config.yaml written before a key existed (e.g. ema) does not refuse the run."""
+    import yaml
+
+    from ocr.train.run import _check_or_write_config
+
+    cfg = _cfg(tmp_path, tmp_path)
+    assert _check_or_write_config(cfg, str(tmp_path)) is False  # new run: config written
+    saved = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    del saved["ema"]
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(saved))
+    assert _check_or_write_config(cfg, str(tmp_path)) is True
+    with pytest.raises(ConfigError, match="lr: 0.003 -> 0.01"):
+        _check_or_write_config(_cfg(tmp_path, tmp_path, lr=0.01), str(tmp_path))
+
+
 def test_eval_recognize_and_export(trained, digits, tmp_path, capsys):
     from ocr.cli import main
     from ocr.eval.recognition import EvalConfig, evaluate
@@ -191,8 +207,10 @@ def test_a_time_limited_run_decays_its_learning_rate_over_its_minutes(digits, tm
     from ocr.train.run import train
 
     cfg = _cfg(digits, tmp_path, name="timed", num_workers=1, max_steps=0, epochs=1000, max_minutes=0.4,
-               log_every=1, val_every=10_000)
+               log_every=1, val_every=10_000, ema=0)
     summary = train(cfg)
+    state = torch.load(f"{summary['latest_checkpoint']}/train_state.pt", weights_only=True)
+    assert "weights" not in state  # no average (ema=0): model.pt holds the trained weights
     rows = [r for r in _rows(summary["run_dir"]) if r["lr"]]
     lrs = [float(r["lr"]) for r in rows]
     # The time ended it, long before its 12,000 steps. How many steps fit depends on the box

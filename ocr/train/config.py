@@ -41,9 +41,8 @@ class TrainConfig:
     schedule: str = "cosine"         # cosine | constant | onecycle
     warmup_steps: int = 100          # linear warm-up, at most a tenth of the run
     grad_clip: float = 5.0           # max gradient norm; 0 disables
-    ema: float = 0.0                 # decay of an exponential moving average of the weights per
-                                     # step (e.g. 0.995): validation, checkpoints and so serving
-                                     # use the average; 0: off
+    ema: float = 0.995               # decay per step of an exponential moving average of the
+                                     # weights, which validation, checkpoints and so serving use; 0: off
     precision: str = "auto"          # auto (bf16 on CUDA where supported, else fp32) | fp32 | bf16
     augment: float = 0.5             # online augmentation strength, 0 (off) to 1
     shuffle_buffer: int = 512        # rows in each worker's local shuffle buffer; 0: no shuffle

@@ -42,7 +42,8 @@ def _check_or_write_config(cfg: TrainConfig, run_dir: str) -> bool:
     current = dataclasses.asdict(cfg)
     if storage.exists(uri, s3):
         saved = yaml.safe_load(storage.read_text(uri, s3))
-        changed = sorted(k for k in current if k not in _RESUMABLE and saved.get(k) != current[k])
+        # keys newer than the saved config (e.g. ema) are not compared: the run continues with them
+        changed = sorted(k for k in current if k not in _RESUMABLE and k in saved and saved[k] != current[k])
         if changed:
             diffs = ", ".join(f"{k}: {saved.get(k)!r} -> {current[k]!r}" for k in changed)
             raise ConfigError(f"run {run_dir} exists with another config ({diffs}): "
