@@ -74,11 +74,23 @@ def basename(uri: str) -> str:
 
 def read_bytes(uri: str, s3: S3Settings | None = None) -> bytes:
     if not is_s3(uri):
-        with open(uri, "rb") as f:
-            return f.read()
+        return _read_local(uri)
     fs, path = filesystem(uri, s3)
     with fs.open_input_stream(path) as f:
         return f.read()
+
+
+def _read_local(path: str) -> bytes:
+    """A whole local file, read at the OS level (half the cost of ``open().read()`` for the
+    small images ingest reads by the thousand)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        parts = []
+        while part := os.read(fd, 1 << 20):
+            parts.append(part)
+        return b"".join(parts)
+    finally:
+        os.close(fd)
 
 
 def read_text(uri: str, s3: S3Settings | None = None) -> str:
@@ -128,11 +140,13 @@ def delete_dir(uri: str, s3: S3Settings | None = None) -> None:
         fs.delete_dir(path)
 
 
-def safe_join(root: str, relative: str) -> str | None:
+def safe_join(root: str, relative: str, links: dict | None = None) -> str | None:
     """``root/relative`` if it stays inside ``root``, else None (absolute paths, ``..``, links).
 
     Local paths are resolved through symbolic links: directories once each (cached), and
-    the file itself only when it is a link, so indexing a large set stays cheap.
+    the file itself only when it is a link, so indexing a large set stays cheap. ``links``,
+    a dict kept by the caller for one indexing pass, caches each folder's symbolic links
+    (one directory scan per folder instead of one ``lstat`` per file).
     """
     rel = relative.replace("\\", "/") if "\\" in relative else relative
     if rel.startswith("/") or rel[1:2] == ":":
@@ -145,10 +159,22 @@ def safe_join(root: str, relative: str) -> str | None:
         return join(root, rel)
     base = _real_dir(root)
     folder, _, name = (base + "/" + rel).rpartition("/")
-    target = _real_dir(folder) + "/" + name
-    if os.path.islink(target):
+    real = _real_dir(folder)
+    target = real + "/" + name
+    if name in _symlinks(real, links) if links is not None else os.path.islink(target):
         target = os.path.realpath(target)
     return target if target.startswith(base + "/") else None
+
+
+def _symlinks(folder: str, cache: dict) -> frozenset[str]:
+    """Names of the symbolic links in ``folder``, scanned once per ``cache``."""
+    if folder not in cache:
+        try:
+            with os.scandir(folder) as entries:
+                cache[folder] = frozenset(e.name for e in entries if e.is_symlink())
+        except OSError:  # missing or unreadable: its files fail when they are loaded
+            cache[folder] = frozenset()
+    return cache[folder]
 
 
 @lru_cache(maxsize=4096)

@@ -198,6 +198,21 @@ def test_filename_symlink_escaping_root_is_an_error(tmp_path):
     assert entry.error == "path escapes the dataset root: 9_1.png" and entry.path is None
 
 
+def test_gt_symlinks_are_followed_inside_the_root_and_refused_outside(tmp_path):
+    """The gt reader scans each image folder once for links (instead of one lstat a file)."""
+    png(tmp_path / "outside" / "far.png")
+    png(tmp_path / "root" / "images" / "real.png")
+    os.symlink(tmp_path / "outside" / "far.png", tmp_path / "root" / "images" / "escape.png")
+    os.symlink(tmp_path / "root" / "images" / "real.png", tmp_path / "root" / "images" / "alias.png")
+    (tmp_path / "root" / "gt.txt").write_text("images/real.png\t1\nimages/escape.png\t2\n"
+                                             "images/alias.png\t3\nimages/missing.png\t4\n")
+    real, escape, alias, missing = GtReader(str(tmp_path / "root" / "gt.txt")).entries()
+    assert real.error is None and real.path == str((tmp_path / "root" / "images" / "real.png").resolve())
+    assert escape.error == "path escapes the dataset root: images/escape.png"
+    assert alias.error is None and alias.path == real.path  # a link inside the root: its target
+    assert missing.error is None and missing.path.endswith("/images/missing.png")  # fails on load
+
+
 # --------------------------------------------------------------------------- lmdb
 
 

@@ -117,7 +117,7 @@ def _check_png(data: bytes, max_pixels: int) -> tuple[int, int]:
     if w * h > max_pixels:
         raise ImageError("too_many_pixels",
                          f"image is {w}x{h} = {w * h:,} pixels, over the cap of {max_pixels:,}")
-    inflater, produced, pos, end = zlib.decompressobj(), 0, 8, len(data)
+    inflater, produced, pos, end, view = zlib.decompressobj(), 0, 8, len(data), memoryview(data)
     expected = _png_stream_size(w, h, depth * _PNG_CHANNELS[colour], interlace == 1)
     while True:
         if pos + 12 > end:
@@ -127,11 +127,11 @@ def _check_png(data: bytes, max_pixels: int) -> tuple[int, int]:
         if body_end + 4 > end:
             raise bad(f"chunk {kind!r} runs past the end of the file")
         crc = struct.unpack(">I", data[body_end:body_end + 4])[0]
-        if zlib.crc32(data[pos + 4:body_end]) != crc:
+        if zlib.crc32(view[pos + 4:body_end]) != crc:
             raise bad(f"CRC mismatch in chunk {kind!r}")
         if kind == b"IDAT":
             try:
-                produced += len(inflater.decompress(data[pos + 8:body_end], expected + 1 - produced))
+                produced += len(inflater.decompress(view[pos + 8:body_end], expected + 1 - produced))
             except zlib.error as e:
                 raise bad(f"image stream does not inflate ({e})") from None
         elif kind == b"IEND":

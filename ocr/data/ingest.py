@@ -164,16 +164,19 @@ def read_chunk(chunk: Chunk, validator: Validator):
         yield to_block(rows, chunk.index, part, validator.task)
 
 
+# Columns of a validated block beside the shard's own: what happened to each row, and where
+# it goes (chunk and part name its shard files).
+BLOCK_EXTRA = pa.schema([("reject", pa.string()), ("detail", pa.string()),
+                         ("dropped", pa.list_(pa.string())), ("ctc_steps", pa.int32()),
+                         ("chunk", pa.int32()), ("part", pa.int32())])
+
+
 def to_block(rows: list[dict], chunk: int, part: int, task: str) -> pa.Table:
-    schema = shards.schema(task)
-    extra = pa.schema([("reject", pa.string()), ("detail", pa.string()),
-                       ("dropped", pa.list_(pa.string())), ("chunk", pa.int32()),
-                       ("part", pa.int32())])
-    for r in rows:
-        r["chunk"], r["part"] = chunk, part
-        for name in schema.names:
-            r.setdefault(name, None)
-    return pa.Table.from_pylist(rows, schema=pa.unify_schemas([schema, extra]))
+    """Validated rows (dicts; missing columns are null) as one Arrow block."""
+    schema = pa.unify_schemas([shards.schema(task), BLOCK_EXTRA])
+    where = {"chunk": [chunk] * len(rows), "part": [part] * len(rows)}
+    return pa.table({f.name: pa.array(where.get(f.name) or [r.get(f.name) for r in rows], f.type)
+                     for f in schema}, schema=schema)
 
 
 def write_block(block: pa.Table, output: str, task: str, s3: storage.S3Settings) -> pa.Table:

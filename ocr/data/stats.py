@@ -10,8 +10,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 import pyarrow as pa
-
-from ocr.charset import ctc_min_steps
+import pyarrow.compute as pc
 
 
 def _zero() -> dict:
@@ -31,28 +30,23 @@ class BlockStats:
 
     @classmethod
     def from_block(cls, block: pa.Table, task: str) -> "BlockStats":
+        """The statistics of a validated block (columnar: Python touches only rejected rows)."""
         s = cls()
-        cols = ["key", "source", "split", "reject", "detail", "dropped"]
-        labels = block["label"].to_pylist() if task == "recognition" else [None] * block.num_rows
-        for row, label in zip(block.select(cols).to_pylist(), labels):
-            s.add(row["source"], row["key"], row["split"], row["reject"], row["detail"],
-                  label, row["dropped"] or [])
+        rejected = pc.is_valid(block["reject"])
+        for column, counts in (("split", s.split_counts), ("source", s.source_counts)):
+            read, bad = _value_counts(block[column]), _value_counts(block[column].filter(rejected))
+            for name, n in read.items():
+                counts[name].update(read=n, written=n - bad.get(name, 0), rejected=bad.get(name, 0))
+        for row in block.filter(rejected).select(["source", "key", "reject", "detail", "split"]).to_pylist():
+            s.reasons[row["reject"]][row["split"]] += 1
+            s.rejects.append({"source": row["source"], "key": row["key"], "reason": row["reject"],
+                              "detail": row["detail"], "split": row["split"]})
+        valid = block.filter(pc.invert(rejected))
+        s.dropped.update(_value_counts(pc.list_flatten(valid["dropped"])))
+        if task == "recognition" and valid.num_rows:
+            s.label_lengths.update(_value_counts(pc.utf8_length(valid["label"])))
+            s.max_ctc_steps = pc.max(valid["ctc_steps"]).as_py() or 0
         return s
-
-    def add(self, source, key, split, reason=None, detail=None, label=None, dropped=()):
-        outcome = "rejected" if reason else "written"
-        for counts in (self.split_counts[split], self.source_counts[source]):
-            counts["read"] += 1
-            counts[outcome] += 1
-        if reason:
-            self.reasons[reason][split] += 1
-            self.rejects.append({"source": source, "key": key, "reason": reason,
-                                 "detail": detail, "split": split})
-            return
-        self.dropped.update(dropped)
-        if label is not None:
-            self.label_lengths[len(label)] += 1
-            self.max_ctc_steps = max(self.max_ctc_steps, ctc_min_steps(label))
 
     def to_json(self) -> dict:
         return {
@@ -62,6 +56,13 @@ class BlockStats:
             "max_ctc_steps": self.max_ctc_steps, "dropped": dict(self.dropped),
             "shards": self.shards,
         }
+
+
+def _value_counts(values) -> dict:
+    """{value: count} of an Arrow array (nulls left out)."""
+    counts = pc.value_counts(values)
+    return {v: n for v, n in zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist())
+            if v is not None}
 
 
 def merge_stats(blocks: list[dict]) -> dict:

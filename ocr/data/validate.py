@@ -81,7 +81,8 @@ class Validator:
         dropped.extend(c for c in text if c in set(missing))
         return self.charset.filter(text)
 
-    def label(self, raw: str | None, size: tuple[int, int], dropped: list[str]) -> str:
+    def label(self, raw: str | None, size: tuple[int, int], dropped: list[str]) -> tuple[str, int]:
+        """(the label to store, the CTC frames it needs: :func:`ctc_min_steps`)."""
         if raw is None or not nfc(raw).strip():
             raise Reject("empty_label", "empty label: expected at least one symbol")
         text = self.text(raw, dropped)
@@ -90,18 +91,18 @@ class Validator:
         if self.max_label_length and len(text) > self.max_label_length:
             raise Reject("label_too_long",
                          f"label has {len(text)} symbols, over the maximum of {self.max_label_length}")
+        need = ctc_min_steps(text)
         if self.ctc_width:
             w, h = size
             resized = max(1, min(self.ctc_width, round(w * self.height / max(1, h))))
             steps = resized // self.ctc_stride
-            need = ctc_min_steps(text)
             if need > steps:
                 raise Reject("ctc_infeasible",
                              f"label needs {need} CTC steps ({len(text)} symbols + "
                              f"{need - len(text)} adjacent repeats) but a {w}x{h} image at height "
                              f"{self.height} (width cap {self.ctc_width}, stride {self.ctc_stride}) "
                              f"gives {steps}")
-        return text
+        return text, need
 
     def boxes(self, boxes: tuple[Box, ...] | None, size: tuple[int, int],
               dropped: list[str]) -> list[dict]:
@@ -118,12 +119,13 @@ class Validator:
         return out
 
     def row(self, entry: Entry, data: bytes) -> tuple[dict, list[str]]:
-        """The task-specific columns of a valid sample, and the symbols dropped from it."""
+        """The task-specific columns of a valid sample (recognition adds ``ctc_steps``, for the
+        statistics), and the symbols dropped from it."""
         size = self.image(data)
         dropped: list[str] = []
         cols: dict = {"width": size[0], "height": size[1]}
         if self.task == "recognition":
-            cols["label"] = self.label(entry.label, size, dropped)
+            cols["label"], cols["ctc_steps"] = self.label(entry.label, size, dropped)
         elif self.task == "detection":
             cols["boxes"] = self.boxes(entry.boxes, size, dropped)
             cols["angle"] = entry.angle

@@ -42,11 +42,12 @@ def images_root(index_uri: str, options: ReaderOptions, s3: S3Settings) -> str:
     return images if storage.is_dir(images, s3) else folder
 
 
-def image_entry(root: str, rel: str, key: str, **fields) -> Entry:
-    """An entry for image ``rel`` under ``root``; an error entry when ``rel`` leaves ``root``."""
+def image_entry(root: str, rel: str, key: str, links: dict | None = None, **fields) -> Entry:
+    """An entry for image ``rel`` under ``root``; an error entry when ``rel`` leaves ``root``.
+    ``links``: :func:`ocr.storage.safe_join`'s per-pass cache of symbolic links."""
     if not rel:
         return Entry(key=key, error="empty image path")
-    path = storage.safe_join(root, rel)
+    path = storage.safe_join(root, rel, links)
     if path is None:
         return Entry(key=key, error=f"path escapes the dataset root: {rel}")
     return Entry(key=key, path=path, **fields)
@@ -56,7 +57,7 @@ def parse_lines(text: str, separator: str, root: str) -> list[Entry]:
     """Entries of a ``path<SEP>label`` file, in file order."""
     if not separator:
         raise ValueError("separator must be a non-empty string, got ''")
-    entries = []
+    entries, links = [], {}
     for n, line in enumerate(text.split("\n"), start=1):
         line = line.removesuffix("\r")
         if not line.strip():
@@ -68,7 +69,7 @@ def parse_lines(text: str, separator: str, root: str) -> list[Entry]:
         if not rel:
             entries.append(Entry(key=f"line-{n}", error=f"line {n}: empty image path"))
             continue
-        entries.append(image_entry(root, rel, key=rel, label=label))
+        entries.append(image_entry(root, rel, key=rel, links=links, label=label))
     return entries
 
 

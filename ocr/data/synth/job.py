@@ -169,14 +169,8 @@ class Renderer:
             row = new_row(sid, key, cfg.source, split_of(sid, self.ratios))
             data, entry = self.sample(source, rng)
             try:
-                dropped: list[str] = []
-                size = self.validator.image(data)
-                if task == "recognition":
-                    row["label"] = self.validator.label(entry.label, size, dropped)
-                else:
-                    row["boxes"] = self.validator.boxes(entry.boxes, size, dropped)
-                    row["angle"] = entry.angle
-                row.update(image=data, width=size[0], height=size[1], dropped=dropped)
+                cols, dropped = self.validator.row(entry, data)
+                row.update(cols, image=data, dropped=dropped)
             except Reject as r:
                 row.update(reject=r.reason, detail=r.detail)
             rows.append(row)
