@@ -4,7 +4,8 @@ Per step: forward and loss (autocast on CUDA), backward, one all-reduce (``dist`
 gradient clipping, then the optimiser step, unless the step is bad (NaN/inf loss or
 gradient): bad steps are skipped and counted, and ``max_bad_steps`` in a row stop the run
 with :class:`TrainingDiverged`. Every ``val_every`` steps (and at the end) the workers
-validate, rank 0 writes a checkpoint and every worker reports it to Ray Train.
+validate (the weight average, :mod:`ocr.train.average`, unless ``ema`` is 0), rank 0 writes
+a checkpoint and every worker reports it to Ray Train.
 
 Resuming (a worker failure retried by ``FailureConfig``, or the same run started again)
 restores model, optimiser, scheduler, counters, and the ids of the samples already
