@@ -71,6 +71,9 @@ class SSDLiteHead(SSDHead):
 class SSD(nn.Module):
     """Single-shot detector.
 
+    ``channels_last``: trains faster in channels-last memory (MobileNetV2: 1.5x a step on the
+    CPU), a hint the training loop follows.
+
     forward(images, targets=None):
       images: ``Tensor[B, C, H, W]`` or a list of ``Tensor[C, H_i, W_i]``.
       targets (training): list of B dicts ``{"boxes": FloatTensor[N_i, 4] xyxy pixels of that
@@ -79,6 +82,8 @@ class SSD(nn.Module):
     Eval returns B dicts ``{"boxes": FloatTensor[N, 4] xyxy pixels of the input image,
     "scores": FloatTensor[N], "labels": Int64Tensor[N]}``, best first.
     """
+
+    channels_last = True
 
     def __init__(self, backbone: nn.Module, anchor_generator: DefaultBoxGenerator,
                  size: int | tuple[int, int], num_classes: int, head: nn.Module | None = None, *,

@@ -31,6 +31,7 @@ class _Features(nn.Module):
     in_channels: int
     out_channels: int
     min_height: int = 32
+    channels_last: bool = False  # trains faster in channels-last memory (see ocr.train.loop)
 
     def time_steps(self, width: int) -> int:
         raise NotImplementedError
@@ -145,6 +146,7 @@ class FastFeatures(_Features):
     """
 
     min_height = 17
+    channels_last = True  # 1.5x a training step on the CPU (VGG and ResNet: no gain or slower)
 
     def __init__(self, in_channels: int = 1, out_channels: int = 256,
                  widths: tuple[int, ...] = (32, 64, 128, 192), blocks: tuple[int, ...] = (1, 1, 2)):

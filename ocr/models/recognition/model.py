@@ -37,6 +37,7 @@ class Recognizer(nn.Module):
             transformation, features, sequence, head)
         self.prediction = head.prediction
         self.num_classes = head.num_classes
+        self.channels_last = features.channels_last  # the training loop's memory-format hint
         self._arch: dict | None = None
 
     def time_steps(self, width: int) -> int:
