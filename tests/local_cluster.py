@@ -145,7 +145,8 @@ class LocalCluster:
 
     def __init__(self, log_dir: Path):
         self.log_dir = Path(log_dir)
-        self.temp_dir = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # short: socket path limit
+        self.tmp_root = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # short: socket path limit
+        self.temp_dir = os.path.join(self.tmp_root, "ray")  # Ray's layout: see local_env
         self.port, self.dashboard_port = free_port(), free_port()
         self.token = secrets.token_hex(32)  # Ray's token authentication, this cluster's own token
         self.head: Node | None = None
@@ -165,6 +166,11 @@ class LocalCluster:
                "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": self.token, **extra}
         env.pop("RAY_API_SERVER_ADDRESS", None)
         return env
+
+    def local_env(self) -> dict:
+        """The environment of a process that finds this cluster as a plain ``ray.init()`` on
+        the machine finds one started by ``ray start``: no RAY_ADDRESS, the temp dir's file."""
+        return {k: v for k, v in self.env(RAY_TMPDIR=self.tmp_root).items() if k != "RAY_ADDRESS"}
 
     def _common(self, num_cpus: int, resources: dict | None = None) -> list[str]:
         args = ["--num-cpus", str(num_cpus), "--num-gpus", "0", "--temp-dir", self.temp_dir,
@@ -238,4 +244,4 @@ class LocalCluster:
                     except Exception as e:  # stop the others regardless
                         print(f"stopping {node.log.name}: {e!r}", file=sys.stderr)
         finally:
-            shutil.rmtree(self.temp_dir, ignore_errors=True)
+            shutil.rmtree(self.tmp_root, ignore_errors=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -85,3 +86,16 @@ def test_ingest_then_train_jobs(client, cluster, tmp_path):
     summary = json.loads((run / "summary.json").read_text())
     assert summary["final"]["step"] == 6 and (run / "metrics.csv").exists()
     assert "run job-run: best" in logs
+
+
+def test_a_command_on_the_machine_joins_the_ray_started_there(cluster, tmp_path):
+    """`ocr ingest --num-cpus 1` run on the head without RAY_ADDRESS finds the Ray that `ray
+    start --head` left there (as ray.init does) and joins it instead of starting a second one
+    (which Ray refuses when num_cpus is given): it says so and ingests."""
+    gt = write_gt_set(tmp_path / "raw", [(f"{i}.png", str(i)) for i in range(6)])
+    out = subprocess.run([sys.executable, "-m", "ocr.cli", "ingest", str(gt), "--output", str(tmp_path / "o"),
+                          "--num-cpus", "1"], env=cluster.local_env(), capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-4000:]
+    assert "using the Ray already running here (`ray start`, 2 CPUs); num_cpus=1 not applied" in out.stderr
+    assert json.loads((tmp_path / "o" / "manifest.json").read_text())["counts"]["written"] == 6
