@@ -11,7 +11,7 @@
 
 Everything goes under one output folder (``--out``, default outputs/demo); the models are
 published to OUT/models/{recognizer,detector,orientation}, the paths serve_config.yaml names.
-About 18 minutes on 2 CPU cores (``--minutes`` scales the training budgets).
+About 16 minutes on 2 CPU cores (``--minutes`` scales the training budgets).
 """
 
 from __future__ import annotations
