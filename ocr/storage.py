@@ -161,7 +161,8 @@ def safe_join(root: str, relative: str, links: dict | None = None) -> str | None
     folder, _, name = (base + "/" + rel).rpartition("/")
     real = _real_dir(folder)
     target = real + "/" + name
-    if name in _symlinks(real, links) if links is not None else os.path.islink(target):
+    is_link = name in _symlinks(real, links) if links is not None else os.path.islink(target)
+    if is_link:
         target = os.path.realpath(target)
     return target if target.startswith(base + "/") else None
 

@@ -37,8 +37,12 @@ class Recognizer(nn.Module):
             transformation, features, sequence, head)
         self.prediction = head.prediction
         self.num_classes = head.num_classes
-        self.channels_last = features.channels_last  # the training loop's memory-format hint
         self._arch: dict | None = None
+
+    @property
+    def channels_last(self) -> bool:
+        """The training loop's memory-format hint: the feature extractor's."""
+        return self.features.channels_last
 
     def time_steps(self, width: int) -> int:
         """Sequence length T of the CTC output for input width ``width``."""
