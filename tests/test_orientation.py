@@ -128,6 +128,30 @@ def test_a_view_turned_matches_the_page_turned():
     assert wide.shape == a.shape and (wide > 0.5).sum() < (a > 0.5).sum()
 
 
+def test_orientation_crops_magnify_the_ink_around_ink_pixels():
+    page = Image.new("L", (400, 300), 230)
+    draw = ImageDraw.Draw(page)
+    draw.rectangle([60, 60, 79, 79], fill=20)      # two 20-px blobs far apart: a wide square
+    draw.rectangle([300, 200, 319, 219], fill=20)
+    prep = PagePreprocess(side=64, work=448, orientation_zoom=0.5, orientation_crops=4)
+    ink = prep.page(page)
+    whole = prep.view(ink, 30.0)
+    crops, owner = prep.orientation_views([ink, ink], [30.0, 30.0])
+    assert crops.shape == (8, 1, 64, 64) and owner.tolist() == [0] * 4 + [1] * 4
+    assert np.array_equal(crops[:4], crops[4:])    # the same crops for the same page
+    for crop in crops[:4, 0]:
+        assert crop[30:34, 30:34].max() > 0.5      # centred on an ink pixel, turned with the page
+        # half the square's side: each blob shows at twice the scale, four times the area
+        assert 3.0 < (crop > 0.5).sum() / ((whole > 0.5).sum() / 2) < 5.0
+    # checkpoints from before the crops read the whole view, one a page
+    old = PagePreprocess.from_json({"side": 64, "work": 448, "margin": 0.08, "min_fraction": 0.3,
+                                    "channels": 1})
+    views, owner = old.orientation_views([ink], [30.0])
+    assert owner.tolist() == [0] and np.array_equal(views[0, 0], whole)
+    with pytest.raises(ValueError, match=r"orientation_zoom in \[0.1, 1\]"):
+        PagePreprocess(orientation_zoom=2.0)
+
+
 def test_orientation_logits_follow_quarter_turns(one_torch_thread):
     model = create_orienter("tiny_deskew").eval()
     x = torch.rand(2, 1, 64, 64)
@@ -300,6 +324,7 @@ def test_bad_configs_are_refused_before_any_worker(pages, tmp_path):
     refused("views are square", height=64, width=96)
     refused("unknown orientation model", model="nope")
     refused("unknown option", model="tiny_deskew", model_set=["depth=3"])
+    refused(r"orientation_zoom in \[0.1, 1\]", model="tiny_deskew", model_set=["orientation_zoom=3"])
     refused("learns angles, not boxes", target="line")
     refused("no 'dev' samples", val_split="dev")
     refused("manifest.json", data=str(tmp_path / "missing"))

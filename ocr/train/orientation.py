@@ -7,10 +7,10 @@ the fly, and its labels follow from the stored angle plus the turn applied:
 
 * skew view: the page turned by a uniform random angle in [-180, 180); label the total angle
   modulo 90 (a circular Gaussian over the 0.5-degree buckets, sigma one bucket);
-* orientation view: the page turned upright, plus a residual skew drawn from
-  N(0, :data:`RESIDUAL`) degrees (what the skew head leaves), stretched and slanted along its
-  lines (wider, narrower and italic faces), then turned by its own quarter turns again; label
-  those quarter turns.
+* orientation view: a crop (``orientation_zoom`` of the view, centred on a random ink pixel)
+  of the page turned upright, plus a residual skew drawn from N(0, :data:`RESIDUAL`) degrees
+  (what the skew head leaves), stretched and slanted along its lines (wider, narrower and
+  italic faces), then turned by its own quarter turns again; label those quarter turns.
 
 Both views' crops are jittered (zoom, shift: :class:`~ocr.models.orientation.preprocess.Jitter`)
 with ``augment`` as the strength; the tensors then get stroke, blur, contrast and noise changes.
@@ -76,7 +76,7 @@ class OrientationCollate:
             # upright (stretched and slanted along its lines), then the page's own quarter turns
             quarter = decompose(angle)[1] // 90
             residual = float(np.clip(rng.normal(0.0, self.residual), -3 * self.residual, 3 * self.residual))
-            view = self.preprocess.view(ink, residual - angle, Jitter.draw(rng, self.jitter))
+            view = self.preprocess.orientation_view(ink, residual - angle, rng, Jitter.draw(rng, self.jitter))
             upright.append(np.ascontiguousarray(np.rot90(view, quarter)))
             quarters.append(quarter)
             kept.append(sid)
@@ -139,8 +139,9 @@ class OrientationTask:
 
         try:
             side = self.cfg.height or self.cfg.width or overrides.pop("side", None) or preset_side(name)
+            crops = {k: overrides.pop(k) for k in ("orientation_zoom", "orientation_crops") if k in overrides}
             model = create_orienter(name, side=side, **overrides)
-            preprocess = PagePreprocess(side=side, work=max(448, 2 * side))
+            preprocess = PagePreprocess(side=side, work=max(448, 2 * side), **crops)
         except (TypeError, ValueError) as e:
             raise ConfigError(f"model: {e}") from None
         return model.arch_config(), preprocess

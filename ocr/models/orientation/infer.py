@@ -5,9 +5,10 @@ An estimate is a dict: ``angle`` (the page's total rotation, degrees CCW as PIL 
 and ``method`` ("model" or "classical").
 
 The model's stages: the skew head reads the view of the page as it is; the orientation head
-reads the view turned back by that skew. ``turns`` (degrees, one per page) first turn each
-page by that much, as if it had been scanned so (validation and evaluation rotate pages on
-the fly this way; views are turned, the page is not resampled twice).
+reads crops of the page turned back by that skew (their mean log-probability). ``turns``
+(degrees, one per page) first turn each page by that much, as if it had been scanned so
+(validation and evaluation rotate pages on the fly this way; views are turned, the page is
+not resampled twice).
 """
 
 from __future__ import annotations
@@ -31,12 +32,24 @@ def model_estimates(model: OrientationNet, prep: PagePreprocess, inks: list[Page
     views = torch.from_numpy(prep.views(inks, turns)).to(device)
     skews, skew_conf = model.buckets.decode(model.skew_logits(views).float())
     skews = skews.cpu().numpy().astype(np.float64)
-    upright = torch.from_numpy(prep.views(inks, turns - skews)).to(device)
-    probs = torch.softmax(model.orientation_logits(upright).float(), 1).cpu()
-    conf, k = probs.max(1)
+    conf, k = orientation_probs(model, prep, inks, turns - skews, device).max(1)
     return [{"angle": compose(s, 90 * int(q)), "skew": float(s), "orientation": 90 * int(q),
              "confidence": float(c) * float(sc), "method": "model"}
             for s, q, c, sc in zip(skews, k, conf, skew_conf.cpu())]
+
+
+def orientation_probs(model: OrientationNet, prep: PagePreprocess, inks: list[PageInk], angles,
+                      device: str | torch.device = "cpu", chunk: int = 64) -> torch.Tensor:
+    """(B, 4) probabilities of 0/90/180/270 of pages turned by ``angles`` (upright but for
+    their quarter turns): the mean log-probability of each page's orientation crops."""
+    crops, owner = prep.orientation_views(inks, angles)
+    crops = torch.from_numpy(crops)
+    logits = [model.orientation_logits(crops[i:i + chunk].to(device)).float().cpu()
+              for i in range(0, len(crops), chunk)]
+    logp = torch.log_softmax(torch.cat(logits), 1)
+    owner = torch.from_numpy(owner)
+    total = torch.zeros(len(inks), 4).index_add_(0, owner, logp)
+    return torch.softmax(total / torch.bincount(owner, minlength=len(inks))[:, None], 1)
 
 
 def classical_estimate(ink: PageInk, turn: float = 0.0) -> dict:

@@ -12,8 +12,14 @@ degrees (about the page centre, PIL's convention), cropped to the square that ho
 side, at least ``min_fraction`` of the page's short side) and resampled to ``side`` x ``side``.
 Rotation, crop and resize are one bilinear sampling (after an average-pool when the square is
 at least twice ``side``, against aliasing). Training turns pages by random angles with the
-same call; inference calls it with 0 (skew view) and with minus the skew found (orientation
-view).
+same call; inference calls it with 0 (the skew view).
+
+The orientation head reads *crops* (:meth:`PagePreprocess.orientation_views`): squares of
+``orientation_zoom`` times the view's side, centred on ink pixels, of the page turned back by
+the skew found. They show glyphs at ``1 / orientation_zoom`` times the view's scale, where
+"p" and "d" differ by more than a few pixels; inference averages the log-probabilities of
+``orientation_crops`` of them spread over the ink, training draws one at a random ink
+pixel. A zoom of 1 is the whole view (checkpoints written before the crops).
 """
 
 from __future__ import annotations
@@ -75,6 +81,8 @@ class PagePreprocess:
     margin: float = 0.08         # the square grows by this fraction of the ink's extent a side
     min_fraction: float = 0.3    # the square is at least this fraction of the page's short side
     channels: int = 1            # grey ink maps only
+    orientation_zoom: float = 0.5   # orientation crops: this fraction of the view's square
+    orientation_crops: int = 8      # crops averaged at inference
 
     def __post_init__(self):
         if self.side < 16 or self.work < self.side:
@@ -82,6 +90,9 @@ class PagePreprocess:
                              f"work {self.work}")
         if self.channels != 1:
             raise ValueError(f"PagePreprocess: orientation models see 1 channel (ink), found {self.channels}")
+        if not (0.1 <= self.orientation_zoom <= 1.0 and self.orientation_crops >= 1):
+            raise ValueError(f"PagePreprocess: expected orientation_zoom in [0.1, 1] and orientation_crops "
+                             f">= 1, found {self.orientation_zoom}, {self.orientation_crops}")
 
     def to_json(self) -> dict:
         """Fields plus height/width (= side), read by tools that size a generic input."""
@@ -89,7 +100,9 @@ class PagePreprocess:
 
     @classmethod
     def from_json(cls, data: dict) -> "PagePreprocess":
-        return cls(**{k: v for k, v in data.items() if k not in ("height", "width")})
+        """Checkpoints written before orientation crops read the whole view (zoom 1)."""
+        return cls(**{"orientation_zoom": 1.0, "orientation_crops": 1,
+                      **{k: v for k, v in data.items() if k not in ("height", "width")}})
 
     # --- the page's ink map ---------------------------------------------------------------------
     def page(self, image: Image.Image) -> PageInk:
@@ -122,14 +135,23 @@ class PagePreprocess:
         side = max(extent * (1 + 2 * self.margin), self.min_fraction * short, 8.0)
         return (lo + hi) / 2, side
 
-    def view(self, ink: PageInk, angle: float = 0.0, jitter: Jitter | None = None) -> np.ndarray:
+    def view(self, ink: PageInk, angle: float = 0.0, jitter: Jitter | None = None,
+             at: np.ndarray | None = None) -> np.ndarray:
         """float32 (side, side): the ink map turned by ``angle``, cropped to its ink, resampled;
-        ``jitter`` (training) changes the crop and warps the view."""
-        q, length = self.square(ink, angle)
-        j = jitter or Jitter()
+        ``jitter`` (training) changes the crop and warps the view; ``at`` (x, y in the ink map)
+        makes it an orientation crop centred there."""
+        centre, length = self.square(ink, angle)
+        if at is not None:
+            h, w = ink.ink.shape
+            middle = np.array([w / 2, h / 2])
+            centre, length = middle + rotation(angle) @ (at - middle), length * self.orientation_zoom
+        return self._sample(ink.ink, angle, centre, length, jitter or Jitter())
+
+    def _sample(self, src: np.ndarray, angle: float, q: np.ndarray, length: float, j: Jitter) -> np.ndarray:
+        """The square of side ``length`` centred at ``q`` (turned frame) of ``src`` turned by
+        ``angle``, warped by ``j``, as one bilinear sampling."""
         length *= j.zoom
         q = q + np.array([j.shift_x, j.shift_y]) * length
-        src = ink.ink
         h, w = src.shape
         k = int(length // self.side)
         if k >= 2:  # average-pool first: bilinear sampling alone would alias
@@ -151,3 +173,33 @@ class PagePreprocess:
     def views(self, inks: list[PageInk], angles) -> np.ndarray:
         """float32 (B, 1, side, side) views of pages turned by ``angles`` (one per page)."""
         return np.stack([self.view(ink, float(a)) for ink, a in zip(inks, angles)])[:, None]
+
+    # --- orientation crops ----------------------------------------------------------------------
+    def crop_centres(self, ink: PageInk, count: int, rng: np.random.Generator) -> list[np.ndarray | None]:
+        """Where orientation crops sit: ``count`` ink pixels spread over the page (the first
+        drawn by ``rng``, each next the farthest from those chosen, among at most 2,000 of
+        them); one ``None`` (the whole view) at zoom 1 or on a page with almost no ink."""
+        if self.orientation_zoom >= 1.0 or len(ink.points) < 8:
+            return [None]
+        points = ink.points[:: max(1, len(ink.points) // 2000)]
+        chosen = [points[rng.integers(len(points))]]
+        nearest = np.full(len(points), np.inf)
+        for _ in range(count - 1):
+            nearest = np.minimum(nearest, ((points - chosen[-1]) ** 2).sum(1))
+            chosen.append(points[int(nearest.argmax())])
+        return chosen
+
+    def orientation_view(self, ink: PageInk, angle: float, rng: np.random.Generator,
+                         jitter: Jitter | None = None) -> np.ndarray:
+        """One training crop of the page turned by ``angle``, at an ink pixel drawn by ``rng``."""
+        return self.view(ink, angle, jitter, self.crop_centres(ink, 1, rng)[0])
+
+    def orientation_views(self, inks: list[PageInk], angles) -> tuple[np.ndarray, np.ndarray]:
+        """Inference's crops of pages turned by ``angles``: float32 (N, 1, side, side) and (N,)
+        the page each crop belongs to (``orientation_crops`` a page, the same for the same page)."""
+        crops, owner = [], []
+        for i, (ink, a) in enumerate(zip(inks, angles)):
+            for at in self.crop_centres(ink, self.orientation_crops, np.random.default_rng(0)):
+                crops.append(self.view(ink, float(a), at=at))
+                owner.append(i)
+        return np.stack(crops)[:, None], np.array(owner)
