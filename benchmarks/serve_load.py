@@ -255,7 +255,7 @@ def main() -> None:
     ap.add_argument("--work", default="/tmp/ocr-bench/serve")
     ap.add_argument("--python-proxy", action="store_true",
                     help="Serve's default Python proxy instead of the fast path (HAProxy, direct ingress, "
-                         "gRPC between deployments) that the platform starts: the comparison")
+                         "actor calls between deployments) that the platform starts: the comparison")
     args = ap.parse_args()
     if args.python_proxy:
         from ocr.runtime import SERVE_FAST_PATH

@@ -10,12 +10,15 @@ _QUIET_LOGGERS = ("ray", "ray.data", "ray.train", "ray.tune", "ray.serve")
 
 
 # Ray Serve's high-throughput mode (Ray >= 2.55, documented for KubeRay): HAProxy on the HTTP
-# port in place of the Python proxy, each ingress replica serving HTTP itself, gRPC between
-# deployments. On 2 cores it cuts Serve's p50 overhead from ~27 ms to ~8 ms a request and
-# triples /recognize throughput (benchmarks/README.md). Set for the local Ray started here;
-# a cluster sets them in its nodes' environment (cluster.yaml, the KubeRay manifests); set
-# either to 0 beforehand to opt out.
-SERVE_FAST_PATH = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_HA_PROXY": "1"}
+# port in place of the Python proxy, each ingress replica serving HTTP itself. On 2 cores it
+# cuts Serve's p50 overhead from ~27 ms to ~10 ms a request and triples /recognize throughput
+# (benchmarks/README.md). Between deployments it would use gRPC; Ray actor calls are faster
+# here (one node, same-session A/B, two runs each: 2-3 ms less a request at concurrency 1,
+# 1.25x the /recognize rate at 32), so the mode's gRPC default is turned off. Set for the
+# local Ray started here; a cluster sets them in its nodes' environment (cluster.yaml, the
+# KubeRay manifests); set any of them beforehand to opt out.
+SERVE_FAST_PATH = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_HA_PROXY": "1",
+                   "RAY_SERVE_USE_GRPC_BY_DEFAULT": "0"}
 
 
 def ensure_ray(num_cpus: int | None = None, address: str | None = None, quiet: bool = True,
