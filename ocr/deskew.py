@@ -62,7 +62,7 @@ class PageDeskewer:
         if meta["task"] != "orientation":
             raise ValueError(f"{checkpoint} is a {meta['task']} checkpoint: expected orientation")
         model, meta = ckpt.load(checkpoint, device)
-        return cls(model, meta, device)
+        return cls(ckpt.preferred_layout(model), meta, device)   # as trained: 1.05-1.1x a page
 
     @property
     def version(self) -> dict:

@@ -115,9 +115,7 @@ class Loop:
         self.rank, self.world = ctx.get_world_rank(), ctx.get_world_size()
         self.device = ray.train.torch.get_device()
         torch.manual_seed(self.cfg.seed)
-        self.model = self.task.build_model().to(self.device)
-        if getattr(self.model, "channels_last", False):  # the model's hint: faster steps
-            self.model = self.model.to(memory_format=torch.channels_last)
+        self.model = checkpoint.preferred_layout(self.task.build_model().to(self.device))
         self.opt = make_optimizer(self.model, self.cfg)
         self.limit_s = self.cfg.max_minutes * 60  # the time budget; 0: none
         self.time_share = 0.0  # of the budget used, the same on every worker (see _step)
