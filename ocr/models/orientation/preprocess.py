@@ -140,12 +140,18 @@ class PagePreprocess:
         """float32 (side, side): the ink map turned by ``angle``, cropped to its ink, resampled;
         ``jitter`` (training) changes the crop and warps the view; ``at`` (x, y in the ink map)
         makes it an orientation crop centred there."""
-        centre, length = self.square(ink, angle)
-        if at is not None:
-            h, w = ink.ink.shape
-            middle = np.array([w / 2, h / 2])
-            centre, length = middle + rotation(angle) @ (at - middle), length * self.orientation_zoom
-        return self._sample(ink.ink, angle, centre, length, jitter or Jitter())
+        square = self.square(ink, angle)
+        return self._sample(ink.ink, angle, *self._crop(ink, angle, square, at), jitter or Jitter())
+
+    def _crop(self, ink: PageInk, angle: float, square: tuple[np.ndarray, float],
+              at: np.ndarray | None) -> tuple[np.ndarray, float]:
+        """The view's ``square`` (centre, side), or with ``at`` the orientation crop's: centred
+        on that ink-map point as turned by ``angle``, ``orientation_zoom`` of the side."""
+        if at is None:
+            return square
+        h, w = ink.ink.shape
+        middle = np.array([w / 2, h / 2])
+        return middle + rotation(angle) @ (at - middle), square[1] * self.orientation_zoom
 
     def _sample(self, src: np.ndarray, angle: float, q: np.ndarray, length: float, j: Jitter) -> np.ndarray:
         """The square of side ``length`` centred at ``q`` (turned frame) of ``src`` turned by
@@ -199,7 +205,9 @@ class PagePreprocess:
         the page each crop belongs to (``orientation_crops`` a page, the same for the same page)."""
         crops, owner = [], []
         for i, (ink, a) in enumerate(zip(inks, angles)):
+            a = float(a)
+            square = self.square(ink, a)   # once a page, not once a crop
             for at in self.crop_centres(ink, self.orientation_crops, np.random.default_rng(0)):
-                crops.append(self.view(ink, float(a), at=at))
+                crops.append(self._sample(ink.ink, a, *self._crop(ink, a, square, at), Jitter()))
                 owner.append(i)
         return np.stack(crops)[:, None], np.array(owner)
