@@ -27,10 +27,9 @@ def main() -> None:
     ap.add_argument("--cpus", type=int, default=2)
     args = ap.parse_args()
 
-    import ray
 
     from ocr.data.synth.job import SynthConfig, synth
-    from ocr.runtime import ensure_ray
+    from ocr.runtime import ensure_ray, stop_ray
 
     ensure_ray(args.cpus)
     out = tempfile.mkdtemp(prefix="bench-synth-")
@@ -47,7 +46,7 @@ def main() -> None:
             assert written == args.count, manifest["counts"]
             print(f"{text:<22}{run:<8}{written / seconds:>10.0f}{seconds:>10.2f}")
     shutil.rmtree(out)
-    ray.shutdown()
+    stop_ray()
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ def ray_local():
     """A real local Ray with 2 CPUs, shared by the whole session."""
     import ray
 
-    from ocr.runtime import ensure_ray
+    from ocr.runtime import ensure_ray, stop_ray
 
     # Ray workers inherit the environment: let them import test modules (train loops etc.).
     here = str(Path(__file__).parent)
@@ -40,7 +40,7 @@ def ray_local():
     # free the workers' CPUs of a run that Tune stopped early.
     ensure_ray(num_cpus=2, dashboard=True)
     yield ray
-    ray.shutdown()
+    stop_ray()
 
 
 def _free_port() -> int:
