@@ -1,7 +1,7 @@
 """Load on the Serve graph over HTTP on 127.0.0.1, against the same models called in-process.
 
     python benchmarks/serve_load.py [--recognizer RUN --detector RUN --deskewer RUN]
-                                    [--requests 400] [--seconds 20] [--python-proxy]
+                                    [--requests 400] [--seconds 20] [--python-proxy] [--ceiling]
 
 Without checkpoints it serves untrained models of the default presets (``fast`` recogniser,
 ``ssdlite_mobilenetv2`` ROI detector at 320, classical deskew): the same compute as trained
@@ -14,7 +14,10 @@ ones. Every phase is bounded in requests and in time. Phases:
    Serve's p50 overhead = p50 at concurrency 1 minus the direct p50;
 3. batching gain: /recognize lines/s at concurrency 32 over the offline batched lines/s;
 4. a mixed run with 5% malformed uploads: 5xx count (target 0), malformed answered 4xx;
-5. the Recognizer replica killed mid-run: failed requests and the time until answers resume.
+5. the Recognizer replica killed mid-run: failed requests and the time until answers resume;
+6. ``--ceiling``: what any Serve design could reach for /recognize on this box, HTTP straight
+   into one bare deployment that checks, decodes and reads the line in its own replica (no
+   ingress hop, no FastAPI, the same batching): lines/s at concurrency 32 against offline.
 
 Serve runs as the platform starts it: the fast path of ``ocr.runtime.SERVE_FAST_PATH``
 (``--python-proxy``: Serve's default proxy, for comparison). Each /recognize and /ocr row also
@@ -253,6 +256,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="torch threads in the stages (2 threads on 2 "
                     "busy cores collapse: OpenMP spin-waits against the other processes)")
     ap.add_argument("--work", default="/tmp/ocr-bench/serve")
+    ap.add_argument("--ceiling", action="store_true", help="also measure /recognize's ceiling here "
+                    "(phase 6)")
     ap.add_argument("--python-proxy", action="store_true",
                     help="Serve's default Python proxy instead of the fast path (HAProxy, direct ingress, "
                          "actor calls between deployments) that the platform starts: the comparison")
@@ -288,6 +293,8 @@ def main() -> None:
     print(f"Serve at {url}: {'Python proxy' if args.python_proxy else 'fast path (HAProxy, direct ingress)'}")
     try:
         report(url, lines, pages, direct, args)
+        if args.ceiling:
+            ceiling(url, paths["recognizer"], lines, direct, args)
     finally:
         serve.shutdown()
 
@@ -339,6 +346,44 @@ def report(url: str, lines: list[bytes], pages: list[bytes], direct: dict, args)
     print(f"Recognizer replica killed mid-run: {k['failed']} of {k['requests']} requests failed "
           f"(status {k['status']}); first answer after the last failure {k['recovery_s']:.1f} s after the "
           f"kill; the slowest request in flight across the kill took {k['slowest_across_kill_s']:.1f} s")
+
+
+def ceiling(url: str, checkpoint: str, lines: list[bytes], direct: dict, args) -> None:
+    """Phase 6: /recognize's ceiling, one bare deployment serving HTTP and reading the line."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ray import serve
+    from starlette.responses import JSONResponse
+
+    from ocr.serve.deployments import _Merger, _set_threads
+    from ocr.serve.stages import RecognizerStage
+    from ocr.serve.uploads import UploadLimits, decode_upload, read_upload
+
+    @serve.deployment(ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=256)
+    class LineCeiling:
+        def __init__(self, path: str, threads: int):
+            self.stage, self.limits = RecognizerStage(path), UploadLimits()
+            self.pool = ThreadPoolExecutor(1, initializer=_set_threads, initargs=(threads,))
+            self.merger = _Merger(self._read)
+
+        async def _read(self, crops: list) -> list:
+            return await asyncio.get_running_loop().run_in_executor(self.pool, self.stage.read, crops)
+
+        @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.0, max_concurrent_batches=16)
+        async def read(self, requests: list) -> list:
+            return list(await asyncio.gather(*(self.merger.submit(crops) for crops in requests)))
+
+        async def __call__(self, request):
+            line = np.asarray(decode_upload(await read_upload(request, self.limits), self.limits))
+            return JSONResponse({**(await self.read([line]))[0], "timings_ms": {}})
+
+    serve.run(LineCeiling.bind(checkpoint, args.threads), name="ceiling", route_prefix="/ceiling")
+    payloads = [(b, "good") for b in lines]
+    run_load(f"{url}/ceiling", payloads, 32, 200, 10)   # warm-up
+    r = run_load(f"{url}/ceiling", payloads, 32, args.requests * 4, args.seconds)
+    print(f"ceiling: HTTP straight into one deployment that reads the line, c=32: {r['rps']:.0f} lines/s "
+          f"= {r['rps'] / direct['offline_lines_per_s']:.0%} of offline (status {r['status']})")
+    serve.delete("ceiling")
 
 
 if __name__ == "__main__":
