@@ -12,6 +12,7 @@ write identical shards, and memory stays flat whatever the number of images.
 from __future__ import annotations
 
 import json
+import pickle
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -218,7 +219,7 @@ def _chain(refs: list):
         import ray
 
         for ref in refs:
-            yield from ray.get(ref)()
+            yield from pickle.loads(ray.get(ref))()
 
     return read_chunks
 
@@ -227,10 +228,13 @@ def group_tasks(read_fns: list, cpus: float, per_cpu: int = 3) -> list:
     """Fewer, larger tasks: about ``per_cpu`` per CPU (each Ray task costs tens of ms).
 
     Chunks stay the unit of output, so the files written do not depend on the grouping.
+    The functions (module-level, with their chunk's index) go to the object store pickled by
+    the standard C pickler: ``ray.put``'s cloudpickle calls back into Python for every object
+    of an index, 2-4x the driver's time on 20,000 entries, all of it before any task runs.
     """
     import ray
 
-    read_fns = [ray.put(fn) for fn in read_fns]
+    read_fns = [ray.put(pickle.dumps(fn, protocol=pickle.HIGHEST_PROTOCOL)) for fn in read_fns]
     n = max(1, min(len(read_fns), int(cpus * per_cpu)))
     bounds = [round(i * len(read_fns) / n) for i in range(n + 1)]
     return [_chain(read_fns[a:b]) for a, b in zip(bounds, bounds[1:]) if b > a]
