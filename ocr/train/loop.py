@@ -268,8 +268,7 @@ class Loop:
         metrics = self.task.val_metrics(parts)
         st = self.state
         score = metrics[self.task.metric]
-        better = st.best is None or (score < st.best if self.task.mode == "min" else score > st.best)
-        if better:
+        if st.best is None or not checkpoint.ranks_before(score, st.best, self.task.mode):
             st.best, st.best_step = score, st.step
         st.seconds = round(self.elapsed(), 2)
         metrics.update(step=st.step, epoch=st.epoch, samples=st.samples, seconds=st.seconds,

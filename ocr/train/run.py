@@ -19,6 +19,7 @@ import yaml
 
 from ocr import storage
 from ocr.config import ConfigError
+from ocr.train import checkpoint
 from ocr.train.config import TrainConfig
 from ocr.train.task import make_task
 
@@ -115,8 +116,7 @@ def publish_best(result, task, run_dir: str) -> dict:
     ranked = [(c, m) for c, m in (result.best_checkpoints or []) if m.get(task.metric) is not None]
     if not ranked:
         return {}
-    pick = min if task.mode == "min" else max
-    best, metrics = pick(ranked, key=lambda cm: cm[1][task.metric])
+    best, metrics = checkpoint.best_of(ranked, task.metric, task.mode)
     with best.as_directory() as folder:
         for name in os.listdir(folder):
             if name.endswith((".pt", ".json")) and name != "train_state.pt":
