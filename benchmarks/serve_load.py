@@ -349,35 +349,23 @@ def report(url: str, lines: list[bytes], pages: list[bytes], direct: dict, args)
 
 
 def ceiling(url: str, checkpoint: str, lines: list[bytes], direct: dict, args) -> None:
-    """Phase 6: /recognize's ceiling, one bare deployment serving HTTP and reading the line."""
-    from concurrent.futures import ThreadPoolExecutor
-
+    """Phase 6: /recognize's ceiling, the platform's Recognizer serving HTTP itself."""
     from ray import serve
     from starlette.responses import JSONResponse
 
-    from ocr.serve.deployments import _Merger, _set_threads
-    from ocr.serve.stages import RecognizerStage
+    from ocr.serve.config import ServeConfig
+    from ocr.serve.deployments import Recognizer
     from ocr.serve.uploads import UploadLimits, decode_upload, read_upload
 
     @serve.deployment(ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=256)
-    class LineCeiling:
-        def __init__(self, path: str, threads: int):
-            self.stage, self.limits = RecognizerStage(path), UploadLimits()
-            self.pool = ThreadPoolExecutor(1, initializer=_set_threads, initargs=(threads,))
-            self.merger = _Merger(self._read)
-
-        async def _read(self, crops: list) -> list:
-            return await asyncio.get_running_loop().run_in_executor(self.pool, self.stage.read, crops)
-
-        @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.0, max_concurrent_batches=16)
-        async def read(self, requests: list) -> list:
-            return list(await asyncio.gather(*(self.merger.submit(crops) for crops in requests)))
-
+    class LineCeiling(Recognizer.func_or_class):   # the same loading, batching and merging
         async def __call__(self, request):
-            line = np.asarray(decode_upload(await read_upload(request, self.limits), self.limits))
+            limits = UploadLimits()
+            line = np.asarray(decode_upload(await read_upload(request, limits), limits))
             return JSONResponse({**(await self.read([line]))[0], "timings_ms": {}})
 
-    serve.run(LineCeiling.bind(checkpoint, args.threads), name="ceiling", route_prefix="/ceiling")
+    user_config = ServeConfig(recognizer=checkpoint, threads=args.threads).recognizer_config()
+    serve.run(LineCeiling.options(user_config=user_config).bind(), name="ceiling", route_prefix="/ceiling")
     payloads = [(b, "good") for b in lines]
     run_load(f"{url}/ceiling", payloads, 32, 200, 10)   # warm-up
     r = run_load(f"{url}/ceiling", payloads, 32, args.requests * 4, args.seconds)

@@ -259,8 +259,7 @@ def build_app(args: dict):
     any replica starts when a checkpoint is missing or of the wrong task."""
     cfg = (args if isinstance(args, ServeConfig) else ServeConfig(**(args or {}))).resolved()
     cfg.check_checkpoints()
-    recognizer = Recognizer.options(user_config=cfg.stage_config(
-        cfg.recognizer, max_batch_size=cfg.max_batch_size, batch_wait_ms=cfg.batch_wait_ms)).bind()
+    recognizer = Recognizer.options(user_config=cfg.recognizer_config()).bind()
     detector = Detector.options(user_config=cfg.stage_config(cfg.detector)).bind() if cfg.detector else None
     deskewer = None
     if cfg.deskewer != NO_DESKEW:

@@ -62,6 +62,11 @@ class ServeConfig:
         """A stage's user_config."""
         return {"checkpoint": checkpoint, "device": self.device, "threads": self.threads, **extra}
 
+    def recognizer_config(self) -> dict:
+        """The Recognizer's user_config: a stage's, with its batching."""
+        return self.stage_config(self.recognizer, max_batch_size=self.max_batch_size,
+                                 batch_wait_ms=self.batch_wait_ms)
+
     def check_checkpoints(self) -> None:
         """Refuse missing or wrong-task checkpoints before any replica starts."""
         from ocr.train import checkpoint
