@@ -140,44 +140,52 @@ def delete_dir(uri: str, s3: S3Settings | None = None) -> None:
         fs.delete_dir(path)
 
 
-def safe_join(root: str, relative: str, links: dict | None = None) -> str | None:
-    """``root/relative`` if it stays inside ``root``, else None (absolute paths, ``..``, links).
+class SafeJoin:
+    """``SafeJoin(root)(relative)``: ``root/relative`` if it stays inside ``root``, else None
+    (absolute paths, ``..``, symbolic links that lead out; links inside resolve to their target).
 
-    Local paths are resolved through symbolic links: directories once each (cached), and
-    the file itself only when it is a link, so indexing a large set stays cheap. ``links``,
-    a dict kept by the caller for one indexing pass, caches each folder's symbolic links
-    (one directory scan per folder instead of one ``lstat`` per file).
+    Keep one instance to join many paths: the root's real path, and each folder's real path
+    and the names of its symbolic links, are looked up once (one directory scan per folder,
+    not one ``lstat`` per file; :meth:`scan` does it ahead for a list of paths, so that an
+    instance shipped to other processes joins there without touching the file system).
+    ``s3://`` roots are joined as text.
     """
-    rel = relative.replace("\\", "/") if "\\" in relative else relative
-    if rel.startswith("/") or rel[1:2] == ":":
-        return None
-    if rel.startswith(".") or "/." in rel or "//" in rel:  # else normalising changes nothing
-        rel = posixpath.normpath(rel)
-        if rel == ".." or rel.startswith("../"):
+
+    def __init__(self, root: str):
+        self.root = str(root)
+        self.s3 = is_s3(self.root)
+        self.base = "" if self.s3 else os.path.realpath(os.path.expanduser(self.root))
+        self._folders: dict[str, tuple[str, frozenset[str]]] = {}
+
+    def __call__(self, relative: str) -> str | None:
+        rel = relative.replace("\\", "/") if "\\" in relative else relative
+        if rel.startswith("/") or rel[1:2] == ":":
             return None
-    if is_s3(root):
-        return join(root, rel)
-    base = _real_dir(root)
-    folder, _, name = (base + "/" + rel).rpartition("/")
-    real = _real_dir(folder)
-    target = real + "/" + name
-    is_link = name in _symlinks(real, links) if links is not None else os.path.islink(target)
-    if is_link:
-        target = os.path.realpath(target)
-    return target if target.startswith(base + "/") else None
+        if rel.startswith(".") or "/." in rel or "//" in rel:  # else normalising changes nothing
+            rel = posixpath.normpath(rel)
+            if rel == ".." or rel.startswith("../"):
+                return None
+        if self.s3:
+            return join(self.root, rel)
+        folder, _, name = rel.rpartition("/")
+        real, links = self._folders.get(folder) or self._scan(folder)
+        target = real + "/" + name
+        if name in links:
+            target = os.path.realpath(target)
+        return target if target.startswith(self.base + "/") else None
 
+    def scan(self, relatives) -> None:
+        """Look up the folders of these relative paths now."""
+        if not self.s3:
+            for folder in {rel.rpartition("/")[0] for rel in relatives} - self._folders.keys():
+                self._scan(folder)
 
-def _symlinks(folder: str, cache: dict) -> frozenset[str]:
-    """Names of the symbolic links in ``folder``, scanned once per ``cache``."""
-    if folder not in cache:
+    def _scan(self, folder: str) -> tuple[str, frozenset[str]]:
+        real = os.path.realpath(self.base + "/" + folder) if folder else self.base
         try:
-            with os.scandir(folder) as entries:
-                cache[folder] = frozenset(e.name for e in entries if e.is_symlink())
+            with os.scandir(real) as entries:
+                links = frozenset(e.name for e in entries if e.is_symlink())
         except OSError:  # missing or unreadable: its files fail when they are loaded
-            cache[folder] = frozenset()
-    return cache[folder]
-
-
-@lru_cache(maxsize=4096)
-def _real_dir(path: str) -> str:
-    return os.path.realpath(os.path.expanduser(path))
+            links = frozenset()
+        self._folders[folder] = real, links
+        return real, links

@@ -105,6 +105,25 @@ def test_every_reject_reason(ray_local, messy_set, tmp_path, capsys):
     assert "rejected by reason" in printed and "too_many_pixels" in printed
 
 
+def test_links_out_of_the_root_are_rejected_in_the_tasks(ray_local, tmp_path):
+    """The gt index reaches the tasks as its lines (their folders looked up once on the
+    driver), and the paths are joined there: a link out of the root is rejected, a link
+    inside is read through to its target."""
+    gt = write_gt_set(tmp_path / "set", [("a.png", "1"), ("b.png", "2")])
+    (tmp_path / "far.png").write_bytes(text_image("3"))
+    images = tmp_path / "set" / "images"
+    (images / "out.png").symlink_to(tmp_path / "far.png")
+    (images / "in.png").symlink_to(images / "a.png")
+    with gt.open("a") as f:
+        f.write("images/out.png\t3\nimages/in.png\t1\n")
+    out = tmp_path / "out"
+    manifest = ingest(IngestConfig(inputs=[str(gt)], output=str(out), charset="digits"))
+    assert {r["key"]: r["reason"] for r in _rejects(out)} == {"images/out.png": "path_escapes_root"}
+    rows = [r for s in manifest["shards"] for r in pq.read_table(out / s["path"]).to_pylist()]
+    linked = next(r for r in rows if r["key"] == "images/in.png")
+    assert linked["image"] == (images / "a.png").read_bytes() and manifest["counts"]["written"] == 3
+
+
 def test_rows_follow_the_schema(ray_local, messy_set, tmp_path):
     out = tmp_path / "out"
     manifest = ingest(IngestConfig(inputs=[str(messy_set)], output=str(out), charset="digits",

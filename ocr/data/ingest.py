@@ -1,8 +1,9 @@
 """``ocr ingest``: any input layout to Parquet shards, a manifest and a rejects file.
 
-The driver indexes every input (cheap: no image is opened), derives or loads the
-charset, marks duplicate ids, and cuts the index into chunks sized from the input alone.
-A Ray Data datasource reads chunks (for LMDB, key ranges; about three tasks per CPU) and
+The driver indexes every input (cheap: no image is opened; a gt or labels file is only
+split into lines), derives or loads the charset, marks duplicate ids, and cuts the index
+into chunks sized from the input alone; entries, ids and splits are made in the tasks, so
+the serial part stays small. A Ray Data datasource reads chunks (for LMDB, key ranges; about three tasks per CPU) and
 validates each sample; a fused ``map_batches`` step writes each chunk's rows, split by
 split, as Parquet and returns only small statistics, which the driver merges into
 ``manifest.json`` and ``rejects.jsonl``. Chunks and parts are fixed by the input, so reruns
@@ -26,7 +27,7 @@ from ocr.charset import Charset, load_charset
 from ocr.config import ConfigError, IngestConfig, parse_split_ratios
 from ocr.data import shards
 from ocr.data.formats import detect_layout, get_reader
-from ocr.data.formats.base import Entry, Reader, ReaderOptions
+from ocr.data.formats.base import Reader, ReaderOptions
 from ocr.data.stats import BlockStats, merge_stats
 from ocr.data.validate import Reject, Validator, index_reason, sample_id, split_of
 
@@ -35,12 +36,16 @@ PART_BYTES = 64 << 20  # one Parquet part holds at most this much image data
 
 @dataclass(frozen=True)
 class Chunk:
+    """A read task's unit: consecutive index items of one reader (:meth:`Reader.index`).
+    Entries, ids and splits are made in the task; the driver only marks duplicates, which
+    need the whole index."""
+
     index: int
     reader: Reader
-    entries: tuple[Entry, ...]
-    ids: tuple[str, ...]
-    splits: tuple[str, ...]
-    duplicates: tuple[str | None, ...]  # "first seen" detail for a duplicate id, else None
+    items: tuple
+    split: str | None                # the input's given split, else by ``ratios``
+    ratios: dict[str, float]
+    duplicates: dict[int, str]       # position in the chunk -> why it is a duplicate
 
 
 def parse_input(spec: str) -> tuple[str | None, str]:
@@ -58,7 +63,7 @@ def make_reader(uri: str, cfg: IngestConfig, s3: storage.S3Settings) -> Reader:
     return get_reader(layout)(uri, options=options, s3=s3, name=cfg.source)
 
 
-def _texts(entries: list[Entry]):
+def _texts(entries):
     for e in entries:
         if e.label:
             yield e.label
@@ -67,9 +72,10 @@ def _texts(entries: list[Entry]):
                 yield b.text
 
 
-def resolve_charset(spec: str, entries: list[Entry]) -> Charset:
+def resolve_charset(spec: str, readers: list[Reader], given: list) -> Charset:
     if spec == "derive":
-        texts = list(_texts(entries))
+        texts = list(_texts(e for r, (_, items) in zip(readers, given)
+                            for e in r.entries_of(items)))
         if not texts:
             raise ConfigError("charset 'derive' found no labels to derive it from: give --charset")
         return Charset.from_labels(texts)
@@ -82,10 +88,10 @@ def chunk_size(readers, given, cap: int) -> int:
     Aims at 32 tasks or more, each with at least ~1 MB and at most ~16 MB of images
     (and at most ``cap`` samples), from the mean size of the first few readable images.
     """
-    n = sum(len(entries) for _, entries in given)
+    n = sum(len(items) for _, items in given)
     sizes = []
-    for reader, (_, entries) in zip(readers, given):
-        for e in entries:
+    for reader, (_, items) in zip(readers, given):
+        for e in reader.entries_of(items[:64]):
             if len(sizes) >= 8:
                 break
             if not e.error:
@@ -98,28 +104,35 @@ def chunk_size(readers, given, cap: int) -> int:
     return max(1, min(hi, max(lo, -(-n // 32))))
 
 
+def duplicates(reader: Reader, items: list) -> dict[int, str]:
+    """Positions of the index items whose id an earlier item already has, with the reason.
+
+    An id hashes (source, key), so within a source equal ids are equal keys: a set of the
+    keys finds them without hashing any (the common case, none, costs one set).
+    """
+    source, keys = reader.source, [reader.key(item) for item in items]
+    if len(set(keys)) == len(keys):
+        return {}
+    first: dict[str, int] = {}
+    found = {}
+    for i, key in enumerate(keys):
+        if key in first:
+            found[i] = (f"id {sample_id(source, key)} of key {key!r} is already taken by entry "
+                        f"#{first[key] + 1} of {source}")
+        else:
+            first[key] = i
+    return found
+
+
 def plan_chunks(readers, given, ratios, size) -> list[Chunk]:
-    """Cut every reader's index into chunks of ``size`` entries, with ids and splits fixed."""
+    """Cut every reader's index into chunks of ``size`` entries."""
     chunks: list[Chunk] = []
-    for reader, (split, entries) in zip(readers, given):
-        source = reader.source
-        first: dict[str, int] = {}
-        ids, splits, dups = [], [], []
-        for i, e in enumerate(entries):
-            sid = sample_id(source, e.key)
-            ids.append(sid)
-            splits.append(split or split_of(sid, ratios))
-            if sid in first:
-                dups.append(f"id {sid} of key {e.key!r} is already taken by entry "
-                            f"#{first[sid] + 1} of {source}")
-            else:
-                first[sid] = i
-                dups.append(None)
-        for start in range(0, len(entries), size):
+    for reader, (split, items) in zip(readers, given):
+        dups = duplicates(reader, items)
+        for start in range(0, len(items), size):
             stop = start + size
-            chunks.append(Chunk(len(chunks), reader, tuple(entries[start:stop]),
-                                tuple(ids[start:stop]), tuple(splits[start:stop]),
-                                tuple(dups[start:stop])))
+            chunks.append(Chunk(len(chunks), reader, tuple(items[start:stop]), split, ratios,
+                                {i - start: d for i, d in dups.items() if start <= i < stop}))
     return chunks
 
 
@@ -131,16 +144,18 @@ def new_row(sid: str, key: str, source: str, split: str) -> dict:
 
 def _validated_rows(chunk: Chunk, validator: Validator):
     """Yield (row, nbytes) for every entry of the chunk: a shard row or a reject row."""
-    source = chunk.reader.source
-    for entry, sid, split, dup in zip(chunk.entries, chunk.ids, chunk.splits, chunk.duplicates):
-        row = new_row(sid, entry.key, source, split)
+    reader, dups = chunk.reader, chunk.duplicates
+    source = reader.source
+    for i, entry in enumerate(reader.entries_of(chunk.items)):
+        sid = sample_id(source, entry.key)
+        row = new_row(sid, entry.key, source, chunk.split or split_of(sid, chunk.ratios))
         try:
             if entry.error:
                 raise Reject(index_reason(entry.error), entry.error)
-            if dup:
-                raise Reject("duplicate_id", dup)
+            if i in dups:
+                raise Reject("duplicate_id", dups[i])
             try:
-                data = chunk.reader.load(entry)
+                data = reader.load(entry)
             except FileNotFoundError as e:
                 raise Reject("missing_file", f"missing file: {e}") from None
             except OSError as e:
@@ -272,12 +287,12 @@ def prepare(cfg: IngestConfig, s3: storage.S3Settings):
         split, uri = parse_input(spec)
         reader = make_reader(uri, cfg, s3)
         readers.append(reader)
-        given.append((split, reader.entries()))
+        given.append((split, reader.index()))
         tasks.add(reader.task)
     if len(tasks) != 1:
         raise ConfigError(f"inputs mix tasks {sorted(tasks)}: ingest one task per output")
     task = tasks.pop()
-    charset = resolve_charset(cfg.charset, [e for _, es in given for e in es])
+    charset = resolve_charset(cfg.charset, readers, given)
     validator = Validator(task=task, charset=charset, out_of_charset=cfg.out_of_charset,
                           max_label_length=cfg.max_label_length, height=cfg.height,
                           ctc_width=cfg.ctc_width if task == "recognition" else 0,

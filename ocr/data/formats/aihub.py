@@ -71,7 +71,7 @@ class AihubReader(Reader):
             raise ValueError(  # noqa: TRY004
                 f"{self.uri}: expected lists 'images' and 'annotations' "
                 f"(or 'annoations'), found keys {sorted(data)}")
-        root = images_root(self.uri, self.options, self.s3)
+        join = storage.SafeJoin(images_root(self.uri, self.options, self.s3))
 
         def make_entry(name: str, anns: list[dict]) -> list[Entry]:
             if not anns:
@@ -83,7 +83,7 @@ class AihubReader(Reader):
                     out.append(Entry(key=name, error=f"annotation {ann.get('id')!r}: "
                                      f"expected a string 'text', found {text!r}"))
                 else:
-                    out.append(image_entry(root, name, key=name, label=text))
+                    out.append(image_entry(join, name, key=name, label=text))
             return out
 
         return join_annotations(images, annotations, make_entry)

@@ -1,9 +1,9 @@
 """The record every input layout is read into, and the reader interface.
 
-A reader indexes a data set on the driver (:meth:`Reader.entries`: cheap, no image
-decoding) and loads one entry's encoded image bytes inside a Ray task
-(:meth:`Reader.load`). Everything after that (decode, validation, ids, splits,
-shards) is shared by all layouts in :mod:`ocr.data.ingest`.
+A reader indexes a data set on the driver (:meth:`Reader.entries`, or the lighter
+:meth:`Reader.index` that ingest uses: cheap, no image decoding) and loads one entry's
+encoded image bytes inside a Ray task (:meth:`Reader.load`). Everything after that
+(decode, validation, ids, splits, shards) is shared by all layouts in :mod:`ocr.data.ingest`.
 """
 
 from __future__ import annotations
@@ -77,6 +77,20 @@ class Reader(ABC):
     @abstractmethod
     def entries(self) -> list[Entry]:
         """Index the set (driver side). Bad index lines become entries with ``error`` set."""
+
+    def index(self) -> list:
+        """What ingest's driver keeps of each sample, in input order: by default the entries.
+        Readers of large index files return lighter items (cheaper to make and to ship to the
+        tasks), which :meth:`entry` turns into entries inside the tasks."""
+        return self.entries()
+
+    def entries_of(self, items: list) -> list[Entry]:
+        """The entries of some :meth:`index` items."""
+        return list(items)
+
+    def key(self, item) -> str:
+        """The key of an :meth:`index` item (what duplicate ids are found by)."""
+        return item.key
 
     def load(self, entry: Entry) -> bytes:
         """The encoded image bytes of ``entry`` (task side). Raises OSError when missing."""

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from ocr import storage
 from ocr.data.formats.aihub import join_annotations, load_json
 from ocr.data.formats.base import Box, Entry, Reader
 from ocr.data.formats.gt import image_entry, images_root
@@ -61,13 +62,13 @@ class CocoReader(Reader):
                 f"{self.uri}: expected COCO lists 'images' and 'annotations', "
                 f"found keys {sorted(data)}")
         categories = {str(c.get("id")): str(c.get("name")) for c in data.get("categories") or []}
-        root = images_root(self.uri, self.options, self.s3)
+        join = storage.SafeJoin(images_root(self.uri, self.options, self.s3))
 
         def make_entry(name: str, anns: list[dict]) -> list[Entry]:
             try:
                 boxes = tuple(annotation_box(a, categories) for a in anns)
             except ValueError as e:
                 return [Entry(key=name, error=str(e))]
-            return [image_entry(root, name, key=name, boxes=boxes)]
+            return [image_entry(join, name, key=name, boxes=boxes)]
 
         return join_annotations(images, annotations, make_entry)

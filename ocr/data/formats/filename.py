@@ -45,7 +45,7 @@ class FilenameReader(Reader):
             raise ValueError(f"filename_style must be one of {STYLES}, got {style!r}")
         if not storage.is_dir(self.uri, self.s3):
             raise FileNotFoundError(f"{self.uri}: expected a folder of images, found none")
-        entries = []
+        entries, join = [], storage.SafeJoin(self.uri)
         for rel in storage.list_files(self.uri, self.s3):
             name = posixpath.basename(rel)
             ext = matching_extension(name, self.options.extensions)
@@ -60,5 +60,5 @@ class FilenameReader(Reader):
                 entries.append(Entry(key=rel, error=f"file name {name!r} has no '_': "
                                      "expected LABEL_INDEX.ext (filename_style 'prefix')"))
                 continue
-            entries.append(image_entry(self.uri, rel, key=rel, label=label))
+            entries.append(image_entry(join, rel, key=rel, label=label))
         return entries

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 from ocr import storage
@@ -42,46 +43,69 @@ def images_root(index_uri: str, options: ReaderOptions, s3: S3Settings) -> str:
     return images if storage.is_dir(images, s3) else folder
 
 
-def image_entry(root: str, rel: str, key: str, links: dict | None = None, **fields) -> Entry:
-    """An entry for image ``rel`` under ``root``; an error entry when ``rel`` leaves ``root``.
-    ``links``: :func:`ocr.storage.safe_join`'s per-pass cache of symbolic links."""
+def image_entry(join: storage.SafeJoin, rel: str, key: str, **fields) -> Entry:
+    """An entry for image ``rel`` under ``join``'s root (one :class:`~ocr.storage.SafeJoin` per
+    indexing pass); an error entry when ``rel`` leaves the root."""
     if not rel:
         return Entry(key=key, error="empty image path")
-    path = storage.safe_join(root, rel, links)
+    path = join(rel)
     if path is None:
         return Entry(key=key, error=f"path escapes the dataset root: {rel}")
     return Entry(key=key, path=path, **fields)
 
 
-def parse_lines(text: str, separator: str, root: str) -> list[Entry]:
-    """Entries of a ``path<SEP>label`` file, in file order."""
+def parse_lines(text: str, separator: str) -> list[tuple[str, str | None, str | None]]:
+    """``(key, relative path, label)`` of each line of a ``path<SEP>label`` file, in file
+    order; a bad line gives ``("line-N", None, why)``."""
     if not separator:
         raise ValueError("separator must be a non-empty string, got ''")
-    entries, links = [], {}
+    items = []
     for n, line in enumerate(text.split("\n"), start=1):
         line = line.removesuffix("\r")
         if not line.strip():
             continue
-        if separator not in line:
-            entries.append(Entry(key=f"line-{n}", error=f"line {n}: no separator {separator!r} found"))
-            continue
-        rel, label = line.split(separator, 1)
-        if not rel:
-            entries.append(Entry(key=f"line-{n}", error=f"line {n}: empty image path"))
-            continue
-        entries.append(image_entry(root, rel, key=rel, links=links, label=label))
-    return entries
+        rel, found, label = line.partition(separator)
+        if not found:
+            items.append((f"line-{n}", None, f"line {n}: no separator {separator!r} found"))
+        elif not rel:
+            items.append((f"line-{n}", None, f"line {n}: empty image path"))
+        else:
+            items.append((rel, rel, label))
+    return items
 
 
+@dataclass
 class GtReader(Reader):
     """``GtReader(uri_of_gt_file, options, s3).entries()``: one entry per non-blank line."""
 
     layout: ClassVar[str] = "gt"
     default_separator: ClassVar[str] = "\t"
+    join: storage.SafeJoin | None = field(default=None, init=False, repr=False, compare=False)
 
     def image_root(self) -> str:
         return self.options.image_root or parent(self.uri)
 
     def entries(self) -> list[Entry]:
+        return self.entries_of(self.index())
+
+    def index(self) -> list[tuple[str, str | None, str | None]]:
+        """The lines as :func:`parse_lines` items, with their folders looked up (cheap: one
+        directory scan per folder); :meth:`entries_of` joins the paths, in ingest's tasks."""
         sep = self.options.separator if self.options.separator is not None else self.default_separator
-        return parse_lines(storage.read_text(self.uri, self.s3), sep, self.image_root())
+        items = parse_lines(storage.read_text(self.uri, self.s3), sep)
+        self.joiner().scan(rel for _, rel, _ in items if rel)
+        return items
+
+    def entries_of(self, items: list[tuple[str, str | None, str | None]]) -> list[Entry]:
+        join = self.joiner()
+        return [Entry(key=key, error=label) if rel is None else
+                image_entry(join, rel, key=key, label=label) for key, rel, label in items]
+
+    def key(self, item: tuple[str, str | None, str | None]) -> str:
+        return item[0]
+
+    def joiner(self) -> storage.SafeJoin:
+        """The one :class:`~ocr.storage.SafeJoin` of this reader (it travels with it)."""
+        if self.join is None:
+            self.join = storage.SafeJoin(self.image_root())
+        return self.join

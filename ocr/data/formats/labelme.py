@@ -72,10 +72,12 @@ class LabelmeReader(Reader):
                 images.setdefault(rel[: -len(ext)], rel)
         listed = set(files)
         sidecars = [rel for rel in files if rel.lower().endswith(".json")]
+        join = storage.SafeJoin(self.uri)
         with ThreadPoolExecutor(max_workers=16) as pool:  # many small GETs on S3
-            return list(pool.map(lambda rel: self._entry(rel, images, listed), sidecars))
+            return list(pool.map(lambda rel: self._entry(rel, images, listed, join), sidecars))
 
-    def _entry(self, rel: str, images: dict[str, str], listed: set[str]) -> Entry:
+    def _entry(self, rel: str, images: dict[str, str], listed: set[str],
+               join: storage.SafeJoin) -> Entry:
         try:
             data = json.loads(storage.read_text(storage.join(self.uri, rel), self.s3))
             shapes = data.get("shapes") or []
@@ -86,11 +88,11 @@ class LabelmeReader(Reader):
         same_stem = images.get(rel[: -len(".json")])
         if image_path:
             wanted = posixpath.normpath(posixpath.join(posixpath.dirname(rel), image_path))
-            if image_path[1:2] == ":" or storage.safe_join(self.uri, wanted) is None:
+            if image_path[1:2] == ":" or join(wanted) is None:
                 return Entry(key=rel, error=f"path escapes the dataset root: {image_path}")
             image = wanted if wanted in listed or same_stem is None else same_stem
         elif same_stem is not None:
             image = same_stem
         else:
             return Entry(key=rel, error="no imagePath and no image with the same name")
-        return image_entry(self.uri, image, key=rel, boxes=boxes)
+        return image_entry(join, image, key=rel, boxes=boxes)
