@@ -3,11 +3,12 @@
 The driver indexes every input (cheap: no image is opened; a gt or labels file is only
 split into lines), derives or loads the charset, marks duplicate ids, and cuts the index
 into chunks sized from the input alone; entries, ids and splits are made in the tasks, so
-the serial part stays small. A Ray Data datasource reads chunks (for LMDB, key ranges; about three tasks per CPU) and
-validates each sample; a fused ``map_batches`` step writes each chunk's rows, split by
-split, as Parquet and returns only small statistics, which the driver merges into
-``manifest.json`` and ``rejects.jsonl``. Chunks and parts are fixed by the input, so reruns
-write identical shards, and memory stays flat whatever the number of images.
+the serial part stays small. A Ray Data datasource reads chunks (for LMDB, key ranges;
+about three tasks per CPU) and validates each sample; a fused ``map_batches`` step writes
+each chunk's rows, split by split, as Parquet and returns only small statistics, which the
+driver merges into ``manifest.json`` and ``rejects.jsonl``. Chunks and parts are fixed by
+the input, so reruns write identical shards, and memory stays flat whatever the number of
+images.
 """
 
 from __future__ import annotations
@@ -128,11 +129,12 @@ def plan_chunks(readers, given, ratios, size) -> list[Chunk]:
     """Cut every reader's index into chunks of ``size`` entries."""
     chunks: list[Chunk] = []
     for reader, (split, items) in zip(readers, given):
-        dups = duplicates(reader, items)
+        dups: dict[int, dict[int, str]] = {}
+        for i, why in duplicates(reader, items).items():
+            dups.setdefault(i // size, {})[i % size] = why
         for start in range(0, len(items), size):
-            stop = start + size
-            chunks.append(Chunk(len(chunks), reader, tuple(items[start:stop]), split, ratios,
-                                {i - start: d for i, d in dups.items() if start <= i < stop}))
+            chunks.append(Chunk(len(chunks), reader, tuple(items[start:start + size]), split,
+                                ratios, dups.get(start // size, {})))
     return chunks
 
 

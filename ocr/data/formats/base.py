@@ -81,7 +81,7 @@ class Reader(ABC):
     def index(self) -> list:
         """What ingest's driver keeps of each sample, in input order: by default the entries.
         Readers of large index files return lighter items (cheaper to make and to ship to the
-        tasks), which :meth:`entry` turns into entries inside the tasks."""
+        tasks), which :meth:`entries_of` turns into entries inside the tasks."""
         return self.entries()
 
     def entries_of(self, items: list) -> list[Entry]:
