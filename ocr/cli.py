@@ -1,5 +1,6 @@
 """The ``ocr`` command. Flags are generated from the typed configs, so every command and
-``jobs/*.py`` accept the same options: ``--config FILE`` (YAML), then ``--some-field VALUE``."""
+``jobs/*.py`` accept the same options, with the same help: ``--config FILE`` (YAML), then
+``--some-field VALUE``. Each field's help sentence is written once, in its ``opt(...)``."""
 
 from __future__ import annotations
 
@@ -8,33 +9,55 @@ import dataclasses
 import json
 import sys
 import typing
+from dataclasses import dataclass
 
 from ocr import config as C
+from ocr.config import opt
 
 
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def add_config_args(parser: argparse.ArgumentParser, cls, positional: tuple[str, ...] = ()) -> None:
+def field_help(f) -> str:
+    """The field's sentence, its choices and its default, for ``--help``."""
+    meta = f.metadata
+    text = meta.get("help") or f.name.replace("_", " ")
+    choices = meta.get("choices")
+    if choices:
+        text += f"; one of: {', '.join(map(str, choices))}"
+    default = _default(f)
+    if default not in ("''", "[]", "None", "required"):
+        text += f" (default: {default})"
+    return text.replace("%", "%%")
+
+
+def add_config_args(parser: argparse.ArgumentParser, cls, positional: tuple[str, ...] = (),
+                    with_config: bool = True) -> None:
     """One flag per dataclass field (defaults stay in the dataclass: flags default to None)."""
-    parser.add_argument("--config", help="YAML file or preset name with defaults for this command")
+    if with_config:
+        parser.add_argument("--config", metavar="YAML", help="YAML file (or preset name) with "
+                            "defaults for this command; keys as the flags with _, relative paths "
+                            "in it taken from the file's folder")
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         hint = hints[f.name]
         is_list = typing.get_origin(hint) in (list, tuple)
-        is_bool = hint is bool
-        help_text = f"(default: {_default(f)})"
+        meta = f.metadata
+        choices = meta.get("choices") or None
+        help_text = argparse.SUPPRESS if meta.get("hidden") else field_help(f)
+        metavar = meta.get("metavar")
         if f.name in positional:
-            parser.add_argument(f.name, nargs="*" if is_list else "?", default=None, help=help_text)
+            parser.add_argument(f.name, nargs="*" if is_list else "?", default=None, choices=choices,
+                                metavar=None if choices else (metavar or f.name.upper()), help=help_text)
             parser.add_argument(_flag(f.name), dest=f"{f.name}_flag", nargs="+" if is_list else None,
                                 default=None, help=argparse.SUPPRESS)
-        elif is_bool:
+        elif hint is bool:
             parser.add_argument(_flag(f.name), dest=f.name, action=argparse.BooleanOptionalAction,
                                 default=None, help=help_text)
         else:
             parser.add_argument(_flag(f.name), dest=f.name, nargs="+" if is_list else None,
-                                default=None, help=help_text)
+                                default=None, choices=choices, metavar=metavar, help=help_text)
 
 
 def _default(f) -> str:
@@ -54,7 +77,61 @@ def config_from_args(cls, args: argparse.Namespace):
             value = flag_value
         if value not in (None, []):
             overrides[f.name] = value
-    return C.load(cls, args.config, overrides)
+    return C.load(cls, getattr(args, "config", None), overrides)
+
+
+# --- the configs of the small commands (the others live beside the code they drive) ---------
+@dataclass
+class ExportLmdbConfig:
+    shards: str = opt("", "recognition shard folder to export", path="input")
+    output: str = opt("", "folder to write the LMDB to", path="output")
+    split: str | None = opt(None, "one split only (default: all, in input order)")
+
+
+@dataclass
+class CharsetConfig:
+    spec: str = opt("", "a preset (digits, lower, latin, hangul, hangul_full, korean), a union such as "
+                    "digits+hangul, or a .txt/.json file", path="charset")
+    symbols: bool = opt(False, "list the symbols too")
+
+
+@dataclass
+class RecognizeConfig:
+    checkpoint: str = opt("", "recognition checkpoint or run folder (its best/)", path="checkpoint")
+    images: list[str] = opt(factory=list, path="input", metavar="IMAGE",
+                            help="text-line images to read")
+    json: bool = opt(False, "print one JSON object per image")
+
+
+@dataclass
+class ExportConfig:
+    checkpoint: str = opt("", "recognition checkpoint or run folder (its best/)", path="checkpoint")
+    output: str = opt("", "folder for the exported model files and model.json", path="output")
+    formats: list[str] = opt(factory=lambda: ["torchscript", "onnx"], metavar="FORMAT",
+                             help="formats to write: torchscript, onnx")
+
+
+@dataclass
+class ClientConfig:
+    image: str = opt("", "image file to send", path="input")
+    url: str = opt("http://127.0.0.1:8000", "address of the running service")
+    endpoint: str = opt("ocr", "route to call: ocr (a page), recognize (one line), detect, deskew",
+                        choices=("ocr", "recognize", "detect", "deskew"))
+    json: bool = opt(False, "print the whole JSON answer")
+    token: str | None = opt(None, "bearer token (default: $OCR_SERVE_TOKEN)")
+
+
+@dataclass
+class ShardsConfig:
+    shards: str = opt("", "shard folder (manifest.json), local or s3://", path="input")
+
+
+def _required(cfg, *names: str):
+    for name in names:
+        if getattr(cfg, name) in ("", None, []):
+            raise C.ConfigError(f"{name}: expected a value, found none (see --help)")
+    return cfg
+
 
 
 # --- commands ----------------------------------------------------------------------------
@@ -85,17 +162,19 @@ def cmd_synth(args) -> int:
 def cmd_export_lmdb(args) -> int:
     from ocr.data.lmdb_export import export_lmdb
 
-    n = export_lmdb(args.shards, args.output, split=args.split)
-    print(f"wrote {n} samples to {args.output} (deep-text-recognition-benchmark LMDB)")
+    cfg = _required(config_from_args(ExportLmdbConfig, args), "shards", "output")
+    n = export_lmdb(cfg.shards, cfg.output, split=cfg.split)
+    print(f"wrote {n} samples to {cfg.output} (deep-text-recognition-benchmark LMDB)")
     return 0 if n else 1
 
 
 def cmd_charset(args) -> int:
     from ocr.charset import load_charset
 
-    cs = load_charset(args.spec)
+    cfg = _required(config_from_args(CharsetConfig, args), "spec")
+    cs = load_charset(cfg.spec)
     out = cs.to_json()
-    if not args.symbols:
+    if not cfg.symbols:
         out.pop("symbols")
         out["size"] = len(cs)
     print(json.dumps(out, ensure_ascii=False, indent=1))
@@ -106,7 +185,7 @@ def cmd_manifest(args) -> int:
     from ocr.data.ingest import summary_table
     from ocr.data.shards import read_manifest
 
-    print(summary_table(read_manifest(args.shards)))
+    print(summary_table(read_manifest(_required(config_from_args(ShardsConfig, args), "shards").shards)))
     return 0
 
 
@@ -196,10 +275,11 @@ def cmd_recognize(args) -> int:
 
     from ocr.infer import LineReader
 
-    reader = LineReader.load(args.checkpoint)
-    results = reader.read([Path(p).read_bytes() for p in args.images])
-    for path, (text, conf) in zip(args.images, results):
-        if args.json:
+    cfg = _required(config_from_args(RecognizeConfig, args), "checkpoint", "images")
+    reader = LineReader.load(cfg.checkpoint)
+    results = reader.read([Path(p).read_bytes() for p in cfg.images])
+    for path, (text, conf) in zip(cfg.images, results):
+        if cfg.json:
             print(json.dumps({"image": path, "text": text, "confidence": round(conf, 5)},
                              ensure_ascii=False))
         else:
@@ -213,11 +293,12 @@ def cmd_export(args) -> int:
     from ocr.export import assert_parity, check_parity, export_recognizer
     from ocr.train import checkpoint
 
-    model, meta = checkpoint.load(args.checkpoint)
-    paths = export_recognizer(model, meta, args.output, tuple(args.formats))
+    cfg = _required(config_from_args(ExportConfig, args), "checkpoint", "output")
+    model, meta = checkpoint.load(cfg.checkpoint)
+    paths = export_recognizer(model, meta, cfg.output, tuple(cfg.formats))
     p = meta["preprocess"]
     images = torch.rand(4, p["channels"], p["height"], p["width"], generator=torch.Generator().manual_seed(0))
-    report = check_parity(model, args.output, (images - 0.5) / 0.5)
+    report = check_parity(model, cfg.output, (images - 0.5) / 0.5)
     for fmt, path in paths.items():
         print(f"{fmt}: {path}  max |diff| vs eager {report[fmt]['max_abs_diff']:.2e}  "
               f"same decoding: {report[fmt]['same_decoding']}")
@@ -256,7 +337,8 @@ def cmd_client(args) -> int:
     from ocr.serve.client import ClientError, run
 
     try:
-        print(run(args.image, args.url, args.endpoint, args.json, args.token))
+        cfg = _required(config_from_args(ClientConfig, args), "image")
+        print(run(cfg.image, cfg.url, cfg.endpoint, cfg.json, cfg.token))
     except ClientError as e:
         print(f"ocr client: {e}", file=sys.stderr)
         return 1
@@ -274,103 +356,58 @@ def cmd_models(args) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _commands() -> list[tuple]:
+    """(name, help, config class, positional fields, function, takes --config) of every command."""
     from ocr.data.synth.job import SynthConfig
-
-    parser = argparse.ArgumentParser(prog="ocr", description="OCR training and serving on Ray")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    p = sub.add_parser("ingest", help="raw image/label sets to Parquet shards")
-    add_config_args(p, C.IngestConfig, positional=("inputs",))
-    p.set_defaults(func=cmd_ingest)
-
-    p = sub.add_parser("synth", help="render synthetic lines or pages into shards")
-    add_config_args(p, SynthConfig)
-    p.set_defaults(func=cmd_synth)
-
-    p = sub.add_parser("export-lmdb", help="shards back to a deep-text-recognition-benchmark LMDB")
-    p.add_argument("shards")
-    p.add_argument("output")
-    p.add_argument("--split", default=None, help="one split only (default: all, in input order)")
-    p.set_defaults(func=cmd_export_lmdb)
-
-    p = sub.add_parser("charset", help="show a charset: size, hash, num_classes")
-    p.add_argument("spec")
-    p.add_argument("--symbols", action="store_true", help="list the symbols too")
-    p.set_defaults(func=cmd_charset)
-
-    from ocr.eval.recognition import EvalConfig
-    from ocr.train.config import TrainConfig
-
-    p = sub.add_parser("train", help="train a model on shards with Ray Train (ocr train recognition ...)")
-    add_config_args(p, TrainConfig, positional=("task",))
-    p.set_defaults(func=cmd_train)
-
-    p = sub.add_parser("eval", help="evaluate a checkpoint on shards or a raw labelled set")
-    add_config_args(p, EvalConfig, positional=("checkpoint", "data"))
-    p.set_defaults(func=cmd_eval)
-
-    from ocr.eval.detection import DetectionEvalConfig
-
-    p = sub.add_parser("eval-detection", help="evaluate a detection checkpoint (mAP; end-to-end "
-                       "reading with --roi-checkpoint); `ocr eval` dispatches here too")
-    add_config_args(p, DetectionEvalConfig, positional=("checkpoint", "data"))
-    p.set_defaults(func=cmd_eval_detection)
-
     from ocr.deskew import DeskewConfig
+    from ocr.eval.detection import DetectionEvalConfig
     from ocr.eval.orientation import OrientationEvalConfig
-
-    p = sub.add_parser("eval-orientation", help="evaluate an orientation checkpoint, or 'classical' "
-                       "(skew error, orientation accuracy); `ocr eval` dispatches here too")
-    add_config_args(p, OrientationEvalConfig, positional=("checkpoint", "data"))
-    p.set_defaults(func=cmd_eval_orientation)
-
-    p = sub.add_parser("deskew", help="write upright copies of page images and print the angle found "
-                       "(--checkpoint: an orientation model; none: the classical method)")
-    add_config_args(p, DeskewConfig, positional=("inputs",))
-    p.set_defaults(func=cmd_deskew)
-
-    p = sub.add_parser("recognize", help="read text lines with a checkpoint")
-    p.add_argument("checkpoint")
-    p.add_argument("images", nargs="+")
-    p.add_argument("--json", action="store_true", help="one JSON object per line")
-    p.set_defaults(func=cmd_recognize)
-
-    p = sub.add_parser("export", help="export a checkpoint to TorchScript and ONNX, with a parity check")
-    p.add_argument("checkpoint")
-    p.add_argument("--output", required=True)
-    p.add_argument("--formats", nargs="+", default=["torchscript", "onnx"])
-    p.set_defaults(func=cmd_export)
-
+    from ocr.eval.recognition import EvalConfig
+    from ocr.serve.config import ServeConfig
+    from ocr.train.config import TrainConfig
     from ocr.tune.sweep import SweepConfig
 
-    p = sub.add_parser("tune", help="sweep hyperparameters with Ray Tune around the same trainer "
-                       "(--config: the training config; --train-set KEY=VALUE overrides it)")
-    add_config_args(p, SweepConfig)
-    p.set_defaults(func=cmd_tune)
+    return [
+        ("ingest", "raw image/label sets to Parquet shards", C.IngestConfig, ("inputs",), cmd_ingest, True),
+        ("synth", "render synthetic lines or pages into shards", SynthConfig, (), cmd_synth, True),
+        ("export-lmdb", "shards back to a deep-text-recognition-benchmark LMDB", ExportLmdbConfig,
+         ("shards", "output"), cmd_export_lmdb, False),
+        ("charset", "show a charset: size, hash, num_classes", CharsetConfig, ("spec",), cmd_charset, False),
+        ("train", "train a model on shards with Ray Train (ocr train recognition ...)", TrainConfig,
+         ("task",), cmd_train, True),
+        ("eval", "evaluate a checkpoint on shards or a raw labelled set (detection and orientation "
+         "checkpoints go to eval-detection / eval-orientation)", EvalConfig, ("checkpoint", "data"),
+         cmd_eval, True),
+        ("eval-detection", "evaluate a detection checkpoint (mAP; end-to-end reading with "
+         "--roi-checkpoint)", DetectionEvalConfig, ("checkpoint", "data"), cmd_eval_detection, True),
+        ("eval-orientation", "evaluate an orientation checkpoint, or 'classical' (skew error, "
+         "orientation accuracy)", OrientationEvalConfig, ("checkpoint", "data"), cmd_eval_orientation, True),
+        ("deskew", "write upright copies of page images and print the angle found (--checkpoint: an "
+         "orientation model; none: the classical method)", DeskewConfig, ("inputs",), cmd_deskew, True),
+        ("recognize", "read text-line images with a checkpoint", RecognizeConfig, ("checkpoint", "images"),
+         cmd_recognize, False),
+        ("export", "export a checkpoint to TorchScript and ONNX, with a parity check", ExportConfig,
+         ("checkpoint",), cmd_export, False),
+        ("tune", "sweep hyperparameters with Ray Tune around the same trainer (--config: the training "
+         "config; --train-set KEY=VALUE overrides it)", SweepConfig, (), cmd_tune, True),
+        ("serve", "serve the deskew -> ROI -> recognition graph on Ray Serve (serve_config.yaml does the "
+         "same with `serve run`)", ServeConfig, (), cmd_serve, True),
+        ("client", "send an image to a running service and print what it read", ClientConfig, ("image",),
+         cmd_client, False),
+        ("models", "list the model presets", None, (), cmd_models, False),
+        ("manifest", "print the summary of a shard folder", ShardsConfig, ("shards",), cmd_manifest, False),
+    ]
 
-    from ocr.serve.client import ENDPOINTS
-    from ocr.serve.config import ServeConfig
 
-    p = sub.add_parser("serve", help="serve the deskew -> ROI -> recognition graph on Ray Serve "
-                       "(serve_config.yaml does the same with `serve run`)")
-    add_config_args(p, ServeConfig)
-    p.set_defaults(func=cmd_serve)
-
-    p = sub.add_parser("client", help="send an image to a running service and print what it read")
-    p.add_argument("image")
-    p.add_argument("--url", default="http://127.0.0.1:8000")
-    p.add_argument("--endpoint", choices=ENDPOINTS, default="ocr")
-    p.add_argument("--json", action="store_true", help="print the whole JSON answer")
-    p.add_argument("--token", default=None, help="bearer token (default: $OCR_SERVE_TOKEN)")
-    p.set_defaults(func=cmd_client)
-
-    p = sub.add_parser("models", help="list the model presets")
-    p.set_defaults(func=cmd_models)
-
-    p = sub.add_parser("manifest", help="print the summary of a shard folder")
-    p.add_argument("shards")
-    p.set_defaults(func=cmd_manifest)
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ocr", description="OCR training and serving on Ray. "
+                                     "`ocr COMMAND --help` lists a command's flags.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, text, cls, positional, func, with_config in _commands():
+        p = sub.add_parser(name, help=text, description=text)
+        if cls is not None:
+            add_config_args(p, cls, positional, with_config)
+        p.set_defaults(func=func)
     return parser
 
 

@@ -64,31 +64,112 @@ def _coerce(name: str, value: Any, hint: Any) -> Any:
     return value
 
 
+def opt(default: Any = dataclasses.MISSING, help: str = "", *, factory: Any = None,
+        path: str | None = None, keep: tuple[str, ...] = (), choices: tuple[str, ...] = (),
+        hidden: bool = False, metavar: str | None = None) -> Any:
+    """A config field with its ``--help`` sentence (the one place it is written).
+
+    ``path``: the kind of local path the field holds (see :mod:`ocr.paths`), or ``charset`` /
+    ``text`` for a spec that may name a file; ``keep``: values that are not paths
+    (``classical``); ``choices``: the values allowed, listed in the help; ``hidden``: a
+    test-only option, accepted but left out of ``--help``.
+    """
+    meta = {"help": help, "path": path, "keep": tuple(keep), "choices": tuple(choices),
+            "hidden": hidden, "metavar": metavar}
+    if factory is not None:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def resolve_paths(cls, data: dict, base: str | None = None, check: bool = True) -> dict:
+    """``data`` with every local path of ``cls``'s path fields made absolute from ``base``
+    (default: the working folder); missing inputs are refused (see :mod:`ocr.paths`)."""
+    from ocr import paths
+
+    out = dict(data)
+    for f in dataclasses.fields(cls):
+        kind = f.metadata.get("path")
+        value = out.get(f.name)
+        if not kind or value in (None, "", []):
+            continue
+        keep = f.metadata.get("keep", ())
+
+        def one(v, kind=kind, keep=keep, name=f.name):
+            v = str(v)
+            if v in keep:
+                return v
+            try:
+                if kind == "charset":
+                    return _resolve_charset(v, base, name, check)
+                if kind == "text":
+                    return _resolve_text_source(v, base, name, check)
+                if kind == "ingest_input":
+                    return paths.resolve_input_spec(v, base, name, check)
+                return paths.resolve(v, kind, base, name, check)
+            except paths.PathError as e:
+                raise ConfigError(str(e)) from None
+
+        out[f.name] = [one(v) for v in value] if isinstance(value, (list, tuple)) else one(value)
+    return out
+
+
+def _resolve_charset(spec: str, base, name, check) -> str:
+    """A charset spec naming a file (``file:X``, ``X.txt``, ``X.json``) with the file resolved."""
+    from ocr import paths
+
+    if spec.startswith("file:"):
+        return "file:" + paths.resolve(spec[5:], "input", base, name, check)
+    if spec.endswith((".txt", ".json")) and "+" not in spec:
+        return paths.resolve(spec, "input", base, name, check)
+    return spec
+
+
+def _resolve_text_source(spec: str, base, name, check) -> str:
+    """A synth text source naming a file (``file:PATH``, ``words:PATH:MIN-MAX``), resolved."""
+    from ocr import paths
+
+    kind, sep, rest = spec.partition(":")
+    if kind == "file" and sep:
+        return "file:" + paths.resolve(rest, "input", base, name, check)
+    if kind == "words" and sep:
+        path, colon, lengths = rest.rpartition(":")
+        if colon and path:
+            return f"words:{paths.resolve(path, 'input', base, name, check)}:{lengths}"
+    return spec
+
+
 def from_dict(cls, data: dict) -> Any:
     """An instance of dataclass ``cls`` from a dict, with types checked and coerced."""
     hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise ConfigError(f"unknown {cls.__name__} keys {unknown}: expected some of {sorted(names)}")
+        raise ConfigError(f"unknown {cls.__name__} keys {unknown}: expected some of {sorted(fields)}")
     kwargs = {k: _coerce(k, v, hints[k]) for k, v in data.items()}
+    for k, v in kwargs.items():
+        choices = fields[k].metadata.get("choices")
+        if choices and v not in choices:
+            raise ConfigError(f"{k}: expected one of {', '.join(map(str, choices))}, found {v!r}")
     try:
         return cls(**kwargs)
     except TypeError as e:
         raise ConfigError(f"{cls.__name__}: {e}") from None
 
 
-def read_yaml(path_or_name: str) -> dict:
-    path = Path(path_or_name)
+def read_yaml(path_or_name: str) -> tuple[dict, str | None]:
+    """The mapping of a YAML file (or preset) and the folder its relative paths start from."""
+    path = Path(path_or_name).expanduser()
     if not path.is_file():
         path = CONFIG_DIR / f"{path_or_name}.yaml"
     if not path.is_file():
         presets = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
-        raise ConfigError(f"config {path_or_name!r} not found: expected a YAML path or one of {presets}")
+        where = "" if Path(path_or_name).is_absolute() else f" (looked in {Path.cwd()})"
+        raise ConfigError(f"config {path_or_name!r} not found{where}: expected a YAML path or one of "
+                          f"{presets}")
     data = yaml.safe_load(path.read_text("utf-8")) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level, found {type(data).__name__}")
-    return data
+    return data, str(path.resolve().parent)
 
 
 def parse_overrides(pairs: list[str]) -> dict:
@@ -103,9 +184,24 @@ def parse_overrides(pairs: list[str]) -> dict:
 
 
 def load(cls, path: str | None = None, overrides: dict | None = None) -> Any:
-    data = read_yaml(path) if path else {}
-    data.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    """Defaults, then a YAML file (its relative paths from its folder), then ``overrides``
+    (relative paths from the working folder): every local path absolute, inputs checked."""
+    data = {}
+    if path:
+        raw, base = read_yaml(path)
+        data = resolve_paths(cls, raw, base) if isinstance(raw, dict) else raw
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    data.update(resolve_paths(cls, given))
     return from_dict(cls, data)
+
+
+def absolute_paths(cfg) -> None:
+    """Make ``cfg``'s local paths absolute from the working folder, in place (no checks):
+    called by each config's ``__post_init__``, so a config built in code is safe to ship to
+    Ray workers too. A no-op on paths already resolved by :func:`load`."""
+    current = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.metadata.get("path")}
+    for name, value in resolve_paths(type(cfg), current, check=False).items():
+        object.__setattr__(cfg, name, value)
 
 
 def to_dict(cfg) -> dict:
@@ -113,30 +209,49 @@ def to_dict(cfg) -> dict:
 
 
 # --------------------------------------------------------------------------------------
+LAYOUTS = ("auto", "gt", "labels", "aihub", "filename", "lmdb", "labelme", "coco")
+
+
 @dataclass
 class IngestConfig:
     """``ocr ingest``: raw sets to Parquet shards."""
 
-    inputs: list[str] = field(default_factory=list)  # PATH, or SPLIT=PATH to give the split
-    output: str = ""
-    layout: str = "auto"          # gt | labels | aihub | filename | lmdb | labelme | coco | auto
-    charset: str = "derive"       # preset, a+b union, file, or derive (from the labels)
-    splits: str = "train=0.9,val=0.05,test=0.05"   # ratios, used when an input has no given split
-    out_of_charset: str = "reject"   # reject the sample, or drop the symbol and count it
-    max_label_length: int = 0        # 0: no limit
-    height: int = 32                 # line height the model sees (for the CTC check)
-    ctc_width: int = 100             # widest line the model sees; 0 disables the CTC check
-    ctc_stride: int = 4              # pixels of width per CTC time step
-    max_pixels: int = 50_000_000     # pixel cap, checked on the header before decoding
-    separator: str | None = None     # gt/labels separator; None: the layout's default
-    filename_style: str = "prefix"   # filename layout: prefix (LABEL_x.png) or stem (LABEL.png)
-    image_root: str | None = None    # where images live when not the layout's default place
-    source: str | None = None        # name in the source column; default: the input's name
-    shard_size: int = 1024           # most samples per task (fewer for large images)
-    overwrite: bool = False
-    num_cpus: int | None = None      # CPUs of a local Ray started for the job
+    inputs: list[str] = opt(
+        factory=list, path="ingest_input", metavar="[SPLIT=]PATH",
+        help="raw sets to read: a gt/labels file, an AI Hub JSON, a folder, an LMDB, a COCO JSON, "
+             "local or s3://; write SPLIT=PATH (train, val, test) to give a set its split")
+    output: str = opt("", "folder (or s3:// URI) to write the shards, manifest.json and rejects.jsonl to",
+                      path="output")
+    layout: str = opt("auto", "layout of the inputs; auto detects it from each input", choices=LAYOUTS)
+    charset: str = opt("derive", "symbols allowed in labels: a preset (digits, lower, latin, hangul, "
+                       "hangul_full, korean), a union such as digits+hangul, a .txt/.json file, or "
+                       "derive (every symbol of the clean labels)", path="charset")
+    splits: str = opt("train=0.9,val=0.05,test=0.05", "split ratios for inputs given without SPLIT=")
+    out_of_charset: str = opt("reject", "a label with symbols outside the charset: reject the sample, "
+                              "or drop the symbols (counted in the manifest)", choices=("reject", "drop"))
+    max_label_length: int = opt(0, "longest label in characters; longer ones are rejected (0: no limit)")
+    height: int = opt(32, "line height in pixels the model will see (for the CTC check)")
+    ctc_width: int = opt(100, "widest line in pixels the model will see; a label must fit its CTC time "
+                         "steps (0: no CTC check)")
+    ctc_stride: int = opt(4, "pixels of width per CTC time step")
+    max_pixels: int = opt(50_000_000, "largest image in pixels (width x height), read from the header "
+                          "before decoding; larger ones are rejected (decompression bombs)")
+    separator: str | None = opt(None, "separator between image path and label in gt/labels files "
+                                "(default: the layout's, a tab for gt, the first space for labels)")
+    filename_style: str = opt("prefix", "filename layout: prefix reads LABEL_anything.png (TRDG), stem "
+                              "reads LABEL.png", choices=("prefix", "stem"))
+    labelme_text: str = opt("auto", "LabelMe shape field holding a box's text: auto (text, then "
+                            "description, then label), label, description, or any other field name")
+    image_root: str | None = opt(None, "folder the images are in, when not the layout's usual place",
+                                 path="input")
+    source: str | None = opt(None, "name written in the shards' source column (default: the input's name)")
+    shard_size: int = opt(1024, "most samples per Ray task and Parquet file (fewer for large images)")
+    overwrite: bool = opt(False, "replace an existing output folder instead of refusing to")
+    num_cpus: int | None = opt(None, "CPUs of the local Ray started for this command (default: all; "
+                               "ignored when joining a running Ray)")
 
     def __post_init__(self):
+        absolute_paths(self)
         if self.out_of_charset not in ("reject", "drop"):
             raise ConfigError(f"out_of_charset: expected 'reject' or 'drop', found {self.out_of_charset!r}")
         if self.filename_style not in ("prefix", "stem"):

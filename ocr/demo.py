@@ -185,8 +185,10 @@ def serve_and_ask(models: dict, out: str, angle: float, port: int, step: Steps) 
 
 def run(out: str, lines: int = 8000, pages: int = 400, minutes: float = 1.0, port: int = 8000,
         num_cpus: int | None = None, serve_seconds: float | None = None) -> None:
+    from ocr.paths import resolve
     from ocr.runtime import ensure_ray
 
+    out = resolve(out, "output")   # Ray's workers do not run in this folder
     step = Steps()
     step(f"starting a local Ray ({num_cpus or os.cpu_count()} CPUs, dashboard on 127.0.0.1:8265)")
     ensure_ray(num_cpus, dashboard=True)

@@ -16,13 +16,13 @@ and leaves the orientation at 0.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from PIL import Image
 
-from ocr.config import ConfigError
+from ocr.config import ConfigError, absolute_paths, opt
 from ocr.models.orientation.infer import classical_estimate, model_estimates
 from ocr.models.orientation.preprocess import PagePreprocess
 
@@ -97,13 +97,16 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".
 class DeskewConfig:
     """``ocr deskew``: upright copies of page images, and the angle found for each."""
 
-    inputs: list[str] = field(default_factory=list)   # image files or folders of them
-    output: str = ""                 # folder for the corrected images (same names and formats)
-    checkpoint: str = ""             # orientation checkpoint or run folder; empty: the classical method
-    device: str = "cpu"
-    json: bool = False               # print one JSON object per image instead of a table row
+    inputs: list[str] = opt(factory=list, path="input", metavar="PATH",
+                            help="page images, or folders of them (searched recursively)")
+    output: str = opt("", "folder for the upright copies (same names and formats)", path="output")
+    checkpoint: str = opt("", "orientation checkpoint or run folder; empty: the classical method "
+                          "(skew only)", path="checkpoint")
+    device: str = opt("cpu", "torch device: cpu or cuda")
+    json: bool = opt(False, "print one JSON object per image instead of a table row")
 
     def __post_init__(self):
+        absolute_paths(self)
         if not self.inputs:
             raise ConfigError("inputs: expected image files or folders, found none")
         if not self.output:

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ocr import storage
-from ocr.config import ConfigError
+from ocr.config import ConfigError, absolute_paths, opt
 from ocr.eval.report import write_summary_json
 
 SCORE_THRESHOLD = 0.5
@@ -231,25 +231,31 @@ class Detector:
 class DetectionEvalConfig:
     """``ocr eval`` (``ocr eval-detection``) for detection checkpoints."""
 
-    checkpoint: str = ""             # detection checkpoint folder, run folder (its best/) or s3:// URI
-    data: str = ""                   # shard folder, or a raw LabelMe folder / COCO JSON
-    split: str = "test"              # for shard folders
-    layout: str = "auto"             # for raw sets: labelme | coco | auto
-    image_root: str | None = None    # raw COCO sets: where the images live
-    roi_checkpoint: str = ""         # with a char checkpoint: the ROI model that finds the lines
-    gt_label: str = ""               # box label of the data to score ROI boxes against (default:
-                                     # the checkpoint's target; LabelMe sets often say "text")
-    score_threshold: float = SCORE_THRESHOLD  # for precision/recall, drawing, JSON and line reading
-    max_lines: int = 100             # end to end: lines read per page at most (best scores first)
-    output: str = ""                 # default: outputs/eval-DATA-TIMESTAMP
-    save_images: bool = False        # draw boxes into OUTPUT/images/
-    save_json: bool = False          # predictions in the input's layout (see json_layout)
-    json_layout: str = "auto"        # auto (the input's; coco for shards) | labelme | coco
-    batch_size: int = 16
-    limit: int = 0                   # evaluate the first N images only (0: all)
-    device: str = "auto"             # auto (cuda when available) | cpu | cuda
+    checkpoint: str = opt("", "detection checkpoint folder, run folder (its best/) or s3:// URI",
+                          path="checkpoint")
+    data: str = opt("", "shard folder, or a raw LabelMe folder / COCO JSON", path="input")
+    split: str = opt("test", "split to evaluate, for shard folders")
+    layout: str = opt("auto", "layout of a raw set", choices=("auto", "labelme", "coco"))
+    image_root: str | None = opt(None, "raw COCO sets: the folder the images are in", path="input")
+    roi_checkpoint: str = opt("", "with a char checkpoint: the ROI model that finds the lines (reads "
+                              "them end to end)", path="checkpoint")
+    gt_label: str = opt("", "box label of the data to score ROI boxes against (default: the "
+                        "checkpoint's target; LabelMe sets often say text)")
+    score_threshold: float = opt(SCORE_THRESHOLD, "boxes below this score are left out of precision, "
+                                 "recall, drawings, JSON and line reading")
+    max_lines: int = opt(100, "end to end: lines read per page at most (best scores first)")
+    output: str = opt("", "folder for summary.json and the rest (default: outputs/eval-DATA-TIMESTAMP)",
+                      path="output")
+    save_images: bool = opt(False, "draw the boxes into OUTPUT/images/")
+    save_json: bool = opt(False, "write the predictions in the input's layout (see --json-layout)")
+    json_layout: str = opt("auto", "layout of --save-json: auto (the input's; coco for shards), "
+                           "labelme or coco", choices=("auto", "labelme", "coco"))
+    batch_size: int = opt(16, "pages per model call")
+    limit: int = opt(0, "evaluate the first N images only (0: all)")
+    device: str = opt("auto", "auto (cuda when available), cpu or cuda", choices=("auto", "cpu", "cuda"))
 
     def __post_init__(self):
+        absolute_paths(self)
         if not self.checkpoint or not self.data:
             raise ConfigError("checkpoint and data: expected a detection checkpoint and a labelled set")
         if self.json_layout not in ("auto", "labelme", "coco"):

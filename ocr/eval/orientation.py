@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ocr import storage
-from ocr.config import ConfigError
+from ocr.config import ConfigError, absolute_paths, opt
 from ocr.eval.report import write_summary_json
 from ocr.models.orientation.angles import AngleBuckets, circular_error, wrap
 
@@ -79,16 +79,20 @@ def orientation_metrics(truth, angle, skew, orientation) -> dict:
 class OrientationEvalConfig:
     """``ocr eval`` of an orientation checkpoint, or of the classical method."""
 
-    checkpoint: str = ""             # orientation checkpoint or run folder; "classical": no model
-    data: str = ""                   # shard folder (any task; its angle column, else 0) or image folder
-    split: str = "test"              # for shard folders
-    turn: float = 0.0                # also turn each page by a fixed angle in [-turn, turn) (from its id)
-    output: str = ""                 # default: outputs/eval-DATA-TIMESTAMP
-    batch_size: int = 16
-    limit: int = 0                   # the first N pages only (0: all)
-    device: str = "cpu"
+    checkpoint: str = opt("", "orientation checkpoint or run folder; classical: the projection-profile "
+                          "method, no model", path="checkpoint", keep=("classical",))
+    data: str = opt("", "shard folder (any task; its angle column, else 0) or a folder of images",
+                    path="input")
+    split: str = opt("test", "split to evaluate, for shard folders")
+    turn: float = opt(0.0, "also turn each page by an angle in [-turn, turn) degrees (fixed by its id)")
+    output: str = opt("", "folder for predictions.csv and summary.json (default: "
+                      "outputs/eval-DATA-TIMESTAMP)", path="output")
+    batch_size: int = opt(16, "pages per model call")
+    limit: int = opt(0, "the first N pages only (0: all)")
+    device: str = opt("cpu", "torch device: cpu or cuda")
 
     def __post_init__(self):
+        absolute_paths(self)
         if not self.checkpoint or not self.data:
             raise ConfigError("checkpoint and data: expected an orientation checkpoint (or 'classical') "
                               "and a shard or image folder")

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from ocr import storage
 from ocr.charset import nfc
-from ocr.config import ConfigError
+from ocr.config import LAYOUTS, ConfigError, absolute_paths, opt
 from ocr.eval.metrics import TextMetrics, cer
 from ocr.eval.report import write_html_report, write_summary_json, write_table_csv
 
@@ -22,19 +22,23 @@ from ocr.eval.report import write_html_report, write_summary_json, write_table_c
 class EvalConfig:
     """``ocr eval``: how well a checkpoint reads a labelled set."""
 
-    checkpoint: str = ""             # checkpoint folder, run folder (its best/) or s3:// URI
-    data: str = ""                   # shard folder, or a raw set (gt, labels, aihub, filename, lmdb...)
-    split: str = "test"              # for shard folders
-    layout: str = "auto"             # for raw sets, as `ocr ingest --layout`
-    separator: str | None = None
-    filename_style: str = "prefix"
-    image_root: str | None = None
-    output: str = ""                 # default: outputs/eval-DATA-TIMESTAMP
-    batch_size: int = 64
-    worst: int = 50                  # worst cases shown in report.html
-    limit: int = 0                   # evaluate the first N samples only (0: all)
+    checkpoint: str = opt("", "recognition checkpoint folder, run folder (its best/) or s3:// URI",
+                          path="checkpoint")
+    data: str = opt("", "shard folder, or a raw labelled set in any `ocr ingest` layout", path="input")
+    split: str = opt("test", "split to evaluate, for shard folders")
+    layout: str = opt("auto", "layout of a raw set, as `ocr ingest --layout`", choices=LAYOUTS)
+    separator: str | None = opt(None, "raw gt/labels sets: the separator, as `ocr ingest --separator`")
+    filename_style: str = opt("prefix", "raw filename sets: prefix (LABEL_x.png) or stem (LABEL.png)",
+                              choices=("prefix", "stem"))
+    image_root: str | None = opt(None, "raw sets: the folder the images are in", path="input")
+    output: str = opt("", "folder for predictions.csv, summary.json and report.html (default: "
+                      "outputs/eval-DATA-TIMESTAMP)", path="output")
+    batch_size: int = opt(64, "lines per model call")
+    worst: int = opt(50, "worst cases shown in report.html")
+    limit: int = opt(0, "evaluate the first N samples only (0: all)")
 
     def __post_init__(self):
+        absolute_paths(self)
         if not self.checkpoint or not self.data:
             raise ConfigError("checkpoint and data: expected a checkpoint and a labelled set")
         if self.batch_size <= 0:

@@ -257,7 +257,7 @@ class OCRService:
 def build_app(args: dict):
     """The Serve application for ``args`` (a :class:`ServeConfig` as a dict); refused before
     any replica starts when a checkpoint is missing or of the wrong task."""
-    cfg = (args if isinstance(args, ServeConfig) else ServeConfig(**(args or {}))).resolved()
+    cfg = (args if isinstance(args, ServeConfig) else ServeConfig(**(args or {})))
     cfg.check_checkpoints()
     recognizer = Recognizer.options(user_config=cfg.recognizer_config()).bind()
     detector = Detector.options(user_config=cfg.stage_config(cfg.detector)).bind() if cfg.detector else None

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass
 
-from ocr.config import ConfigError
+from ocr.config import ConfigError, absolute_paths, opt
 from ocr.data.images import ALLOWED_FORMATS
 from ocr.serve.uploads import UploadLimits
 
@@ -14,24 +14,33 @@ NO_DESKEW = "off"
 
 @dataclass
 class ServeConfig:
-    recognizer: str = ""             # recognition checkpoint, run folder (its best/) or s3:// URI
-    detector: str = ""               # ROI detection checkpoint; "" = each image is one line
-    deskewer: str = ""               # orientation checkpoint; "" = the classical method; "off" = none
-    device: str = "auto"             # auto (cuda when available) | cpu | cuda
-    threads: int = 1                 # torch threads per stage replica
-    max_batch_size: int = 16         # requests per Recognizer @serve.batch batch
-    batch_wait_ms: float = 0.0       # wait to fill a batch (0: batches merge while the model is busy)
-    min_score: float = 0.5           # ROI boxes below this score are dropped
-    max_lines: int = 100             # lines read per page at most (best scores first)
-    max_bytes: int = 10 * 1024 * 1024  # upload byte cap (413 above)
-    max_pixels: int = 40_000_000     # width x height cap, checked before decoding (413 above)
-    formats: list[str] = field(default_factory=lambda: list(ALLOWED_FORMATS))
-    token_env: str = "OCR_SERVE_TOKEN"  # when this env var is set, requests need "Bearer <token>"
-    host: str = "127.0.0.1"          # these three: ocr serve only (serve_config.yaml has http_options)
-    port: int = 8000
-    request_timeout_s: float = 30.0  # end-to-end HTTP timeout (408 past it)
+    recognizer: str = opt("", "recognition checkpoint, run folder (its best/) or s3:// URI",
+                          path="checkpoint")
+    detector: str = opt("", "ROI detection checkpoint; empty: each image is read as one line",
+                        path="checkpoint")
+    deskewer: str = opt("", "orientation checkpoint; empty: the classical deskew; off: none",
+                        path="checkpoint", keep=(NO_DESKEW,))
+    device: str = opt("auto", "auto (cuda when available), cpu or cuda", choices=("auto", "cpu", "cuda"))
+    threads: int = opt(1, "torch threads per stage replica")
+    max_batch_size: int = opt(16, "requests per Recognizer batch at most")
+    batch_wait_ms: float = opt(0.0, "milliseconds to wait to fill a batch (0: batches merge while "
+                               "the model is busy)")
+    min_score: float = opt(0.5, "ROI boxes below this score are dropped")
+    max_lines: int = opt(100, "lines read per page at most (best scores first)")
+    max_bytes: int = opt(10 * 1024 * 1024, "upload size cap in bytes (413 above)")
+    max_pixels: int = opt(40_000_000, "width x height cap, read from the header before decoding "
+                          "(413 above)")
+    formats: list[str] = opt(factory=lambda: list(ALLOWED_FORMATS), metavar="FORMAT",
+                             help="image formats accepted, by their magic bytes (415 otherwise)")
+    token_env: str = opt("OCR_SERVE_TOKEN", "environment variable holding the API token: when it is "
+                         "set, requests need Authorization: Bearer <token>")
+    host: str = opt("127.0.0.1", "address to listen on (ocr serve only; serve_config.yaml has "
+                    "http_options)")
+    port: int = opt(8000, "HTTP port (ocr serve only)")
+    request_timeout_s: float = opt(30.0, "end-to-end HTTP timeout in seconds (408 past it)")
 
     def __post_init__(self):
+        absolute_paths(self)
         if not self.recognizer:
             raise ConfigError("recognizer: expected a recognition checkpoint, found none")
         if not 0 <= self.min_score <= 1:
@@ -43,17 +52,6 @@ class ServeConfig:
             self.limits()
         except ValueError as e:
             raise ConfigError(str(e)) from None
-
-    def resolved(self) -> "ServeConfig":
-        """The same config with local checkpoint paths made absolute (replicas may run
-        elsewhere than the shell that started them)."""
-        from ocr import storage
-
-        def fix(path: str) -> str:
-            return path if not path or path == NO_DESKEW or storage.is_s3(path) else os.path.abspath(path)
-
-        return replace(self, recognizer=fix(self.recognizer), detector=fix(self.detector),
-                       deskewer=fix(self.deskewer))
 
     def limits(self) -> UploadLimits:
         return UploadLimits(self.max_bytes, self.max_pixels, tuple(f.upper() for f in self.formats))

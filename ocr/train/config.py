@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from ocr.config import ConfigError
+from ocr.config import ConfigError, absolute_paths, opt
 
+TASKS = ("recognition", "detection", "orientation")
 OPTIMIZERS = ("adamw", "adadelta")
 SCHEDULES = ("cosine", "constant", "onecycle")
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -16,54 +17,65 @@ PLACEMENTS = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")  # Ray placement
 class TrainConfig:
     """One training run. ``data`` is a shard folder written by ``ocr ingest`` or ``ocr synth``."""
 
-    task: str = "recognition"
-    data: str = ""                   # shard folder (manifest.json), local or s3://
-    val_data: str = ""               # another shard folder to validate on (default: data)
-    train_split: str = "train"
-    val_split: str = "val"
-    # detection: the box label to learn: line (ROI, default) | word | char (one class per
-    # charset symbol, on line crops); any other label of the data (e.g. LabelMe's "text") too
-    target: str = ""
-    model: str = ""                  # preset name (see `ocr models`); empty: the task's default
-    model_set: list[str] = field(default_factory=list)   # preset parameters, KEY=VALUE
-    height: int = 0                  # input height; 0: the task's default (lines 32, pages 320)
-    width: int = 0                   # input width (the padded width with keep_ratio); 0: default
-    keep_ratio: bool = True          # recognition: keep the line's aspect ratio, pad the rest
-    channels: int = 0                # 1 grey or 3 RGB; 0: the task's default
-    batch_size: int = 64             # per worker
-    epochs: int = 10
-    max_steps: int = 0               # optimiser steps in all; 0: `epochs` decides
-    max_minutes: float = 0.0         # stop (validating and checkpointing) after this long, the
-                                     # schedule ending with it (or with the steps, if first); 0: no limit
-    optimizer: str = "adamw"         # adamw | adadelta
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    schedule: str = "cosine"         # cosine | constant | onecycle
-    warmup_steps: int = 100          # linear warm-up, at most a tenth of the run
-    grad_clip: float = 5.0           # max gradient norm; 0 disables
-    ema: float = 0.995               # decay per step of an exponential moving average of the
-                                     # weights, which validation, checkpoints and so serving use; 0: off
-    precision: str = "auto"          # auto (bf16 on CUDA where supported, else fp32) | fp32 | bf16
-    augment: float = 0.5             # online augmentation strength, 0 (off) to 1
-    shuffle_buffer: int = 512        # rows in each worker's local shuffle buffer; 0: no shuffle
-    val_every: int = 200             # validate and checkpoint every N steps (and at the end)
-    log_every: int = 20              # progress line every N steps
-    max_bad_steps: int = 20          # stop after this many NaN/inf steps in a row
-    num_workers: int = 1
-    use_gpu: bool = False
-    cpus_per_worker: float = 0.0     # 0: share the CPUs, leaving half a CPU for Ray Data
-    placement_strategy: str = "PACK"  # workers on as few nodes as fit (PACK) or one per node (SPREAD)
-    storage: str = "runs"            # root of run folders, local or s3://
-    name: str = ""                   # run name; empty: TASK-MODEL-TIMESTAMP. An existing run resumes.
-    max_failures: int = 3            # worker failures to recover from (from the latest checkpoint)
-    init_from: str = ""              # checkpoint (or run folder) to fine-tune from
-    extend_charset: bool = False     # with init_from: add the data's new symbols to the old charset
-    seed: int = 0
-    num_cpus: int | None = None      # CPUs of a local Ray started for the run
-    fault_at_step: int = 0           # tests: the last worker exits once at this step (0: never)
-    nan_at_step: int = 0             # tests: the loss is NaN from this step on (0: never)
+    task: str = opt("recognition", "what to train: a text-line recogniser, a box detector, or a "
+                    "deskew/orientation model", choices=TASKS)
+    data: str = opt("", "shard folder to train on (manifest.json, from `ocr ingest` or `ocr synth`), "
+                    "local or s3://", path="input")
+    val_data: str = opt("", "another shard folder to validate on (default: --data)", path="input")
+    train_split: str = opt("train", "split of --data to train on")
+    val_split: str = opt("val", "split to validate on")
+    target: str = opt("", "detection: the box label to learn: line (ROI, default), word, char (one "
+                      "class per charset symbol, on line crops) or any other label of the data")
+    model: str = opt("", "model preset (see `ocr models`); default: the task's default")
+    model_set: list[str] = opt(factory=list, metavar="KEY=VALUE",
+                               help="preset parameters to change, such as hidden=64")
+    height: int = opt(0, "input height in pixels; 0: the task's default (lines 32, pages 320)")
+    width: int = opt(0, "input width in pixels (the padded width with --keep-ratio); 0: the default")
+    keep_ratio: bool = opt(True, "recognition: keep each line's aspect ratio and pad the rest")
+    channels: int = opt(0, "input channels: 1 grey or 3 RGB; 0: the task's default")
+    batch_size: int = opt(64, "samples per step on each worker (the global batch is workers x this)")
+    epochs: int = opt(10, "passes over the training split")
+    max_steps: int = opt(0, "optimiser steps in all; 0: --epochs decides")
+    max_minutes: float = opt(0.0, "stop (validating and checkpointing) after this many minutes, the "
+                             "learning-rate schedule ending with it (or with the steps, if first); 0: "
+                             "no limit")
+    optimizer: str = opt("adamw", "optimiser", choices=OPTIMIZERS)
+    lr: float = opt(1e-3, "peak learning rate")
+    weight_decay: float = opt(1e-4, "weight decay")
+    schedule: str = opt("cosine", "learning-rate schedule after the warm-up", choices=SCHEDULES)
+    warmup_steps: int = opt(100, "steps of linear warm-up (at most a tenth of the run)")
+    grad_clip: float = opt(5.0, "largest gradient norm; 0: no clipping")
+    ema: float = opt(0.995, "decay per step of an exponential moving average of the weights, which "
+                     "validation, checkpoints and serving use; 0: off")
+    precision: str = opt("auto", "arithmetic: auto is bf16 on CUDA where supported, else fp32",
+                         choices=PRECISIONS)
+    augment: float = opt(0.5, "online augmentation strength, 0 (off) to 1")
+    shuffle_buffer: int = opt(512, "rows in each worker's local shuffle buffer; 0: no shuffle")
+    val_every: int = opt(200, "validate and checkpoint every this many steps (and at the end)")
+    log_every: int = opt(20, "print a progress line every this many steps")
+    max_bad_steps: int = opt(20, "stop after this many NaN/inf steps in a row")
+    num_workers: int = opt(1, "Ray Train workers (processes, one model replica each)")
+    use_gpu: bool = opt(False, "give each worker one GPU (NCCL); default: CPU (gloo)")
+    cpus_per_worker: float = opt(0.0, "CPUs per worker; 0: share the CPUs, leaving half a CPU for "
+                                 "Ray Data")
+    placement_strategy: str = opt("PACK", "where workers go: PACK fills a node first, SPREAD puts one "
+                                  "per node", choices=PLACEMENTS)
+    storage: str = opt("runs", "folder (or s3:// URI) that holds the run folders", path="output")
+    name: str = opt("", "run name, the folder under --storage; default: TASK-MODEL-TIMESTAMP. An "
+                    "existing run of that name resumes")
+    max_failures: int = opt(3, "worker failures to recover from, each from the latest checkpoint")
+    init_from: str = opt("", "checkpoint (or run folder) whose weights to fine-tune from",
+                         path="checkpoint")
+    extend_charset: bool = opt(False, "with --init-from: add the data's new symbols to the "
+                               "checkpoint's charset (old classes keep their rows)")
+    seed: int = opt(0, "random seed")
+    num_cpus: int | None = opt(None, "CPUs of the local Ray started for the run (default: all; "
+                               "ignored when joining a running Ray)")
+    fault_at_step: int = opt(0, "tests: the last worker exits once at this step (0: never)", hidden=True)
+    nan_at_step: int = opt(0, "tests: the loss is NaN from this step on (0: never)", hidden=True)
 
     def __post_init__(self):
+        absolute_paths(self)
         checks = [("optimizer", OPTIMIZERS), ("schedule", SCHEDULES), ("precision", PRECISIONS),
                   ("placement_strategy", PLACEMENTS)]
         for name, allowed in checks:

@@ -17,10 +17,10 @@ import json
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ocr import storage
-from ocr.config import ConfigError, from_dict
+from ocr.config import ConfigError, absolute_paths, from_dict, opt
 from ocr.train.config import TrainConfig
 from ocr.tune.feasible import check_point, device_budget
 from ocr.tune.space import load_space, points
@@ -32,21 +32,24 @@ TRIAL_CPU = 0.01  # a trial only waits for its driver (see _TrialDriver)
 class SweepConfig:
     """What to sweep and how; the training settings come from the training config."""
 
-    space: str = ""                  # YAML search space (see ocr.tune.space)
-    num_samples: int = 8             # random draws per grid combination
-    scheduler: str = "asha"          # asha (early stopping on the validation metric) | fifo
-    grace_period: int = 1            # validations every trial gets before ASHA may stop it
-    reduction_factor: int = 2
-    max_concurrent: int = 0          # 0: as many as the cluster's CPUs (or GPUs) hold
-    storage: str = "sweeps"
-    name: str = ""                   # default: sweep-TIMESTAMP; with --resume: the sweep to continue
-    resume: bool = False
-    strict: bool = False             # refuse the space if any point is infeasible (default: drop it)
-    seed: int = 0
-    train_set: list[str] = field(default_factory=list)  # training overrides, KEY=VALUE
-    verbose: int = 1                 # Tune's console output: 0 quiet, 1 status tables, 2 + results
+    space: str = opt("", "YAML search space (see README, Sweeps)", path="file")
+    num_samples: int = opt(8, "random draws per grid combination")
+    scheduler: str = opt("asha", "asha stops weak trials early on the validation metric; fifo runs "
+                         "every trial to its end", choices=("asha", "fifo"))
+    grace_period: int = opt(1, "validations every trial gets before ASHA may stop it")
+    reduction_factor: int = opt(2, "ASHA keeps 1 in this many trials at each rung")
+    max_concurrent: int = opt(0, "trials at once; 0: as many as the cluster's CPUs (or GPUs) hold")
+    storage: str = opt("sweeps", "folder (or s3:// URI) that holds the sweep folders", path="output")
+    name: str = opt("", "sweep name (default: sweep-TIMESTAMP); with --resume: the sweep to continue")
+    resume: bool = opt(False, "continue the sweep --name after an interruption")
+    strict: bool = opt(False, "refuse the space if any point cannot train (default: drop the point)")
+    seed: int = opt(0, "random seed of the draws")
+    train_set: list[str] = opt(factory=list, metavar="KEY=VALUE",
+                               help="training settings to change over --config, such as num_workers=1")
+    verbose: int = opt(1, "Tune's console output: 0 quiet, 1 status tables, 2 also each result")
 
     def __post_init__(self):
+        absolute_paths(self)
         if self.scheduler not in ("asha", "fifo"):
             raise ConfigError(f"scheduler: expected asha or fifo, found {self.scheduler!r}")
         if self.num_samples < 1:

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import io
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
 
 from ocr import storage
 from ocr.charset import Charset, load_charset
-from ocr.config import ConfigError, parse_split_ratios
+from ocr.config import ConfigError, absolute_paths, opt, parse_split_ratios
 from ocr.data.formats.base import Box, Entry
 from ocr.data.ingest import build_manifest, check_output, finish, new_row, run_pipeline, to_block
 from ocr.data.validate import Reject, Validator, sample_id, split_of
@@ -37,30 +37,43 @@ STYLE_PRESETS = {
 class SynthConfig:
     """``ocr synth``: rendered lines (recognition) or pages (detection) into shards."""
 
-    output: str = ""
-    kind: str = "line"               # line | page
-    text: str = "digits:1-8"  # digits:MIN-MAX | random:CHARSET:MIN-MAX | file:PATH | words:PATH:MIN-MAX
-    count: int = 1000
-    seed: int = 0
-    height: int = 32                 # line height in pixels
-    fonts: list[str] = field(default_factory=list)         # font files or folders; default: system
-    font_include: list[str] = field(default_factory=list)  # keep fonts whose name contains one of these
-    font_exclude: list[str] = field(default_factory=list)  # drop fonts whose name contains one of these
-    style: str = "default"           # augmentation preset: none | default (grayscale) | color
-    style_set: list[str] = field(default_factory=list)     # LineStyle overrides, KEY=VALUE
-    page_width: int = 640
-    page_height: int = 480
-    lines_per_page: str = "3-8"
-    max_angle: float = 0.0           # pages rotated uniformly in [-max_angle, max_angle]
-    image_format: str = "png"        # png | jpeg
-    charset: str = "derive"          # derive: every symbol the text source can produce
-    splits: str = "train=0.9,val=0.05,test=0.05"
-    source: str = "synth"
-    shard_size: int = 512
-    overwrite: bool = False
-    num_cpus: int | None = None
+    output: str = opt("", "folder (or s3:// URI) to write the shards to", path="output")
+    kind: str = opt("line", "what to render: text lines (recognition shards) or pages with line, "
+                    "word and character boxes (detection shards)", choices=("line", "page"))
+    text: str = opt("digits:1-8", "text source: digits:MIN-MAX, random:CHARSET:MIN-MAX, file:PATH "
+                    "(a line of the file at a time) or words:PATH:MIN-MAX (MIN to MAX words of it)",
+                    path="text")
+    count: int = opt(1000, "samples (lines or pages) to render")
+    seed: int = opt(0, "random seed: the same seed gives the same shards")
+    height: int = opt(32, "line height in pixels")
+    fonts: list[str] = opt(factory=list, path="input", metavar="PATH",
+                           help="font files or folders to draw with (default: the system's fonts)")
+    font_include: list[str] = opt(factory=list, metavar="TEXT",
+                                  help="keep only fonts whose file name contains one of these")
+    font_exclude: list[str] = opt(factory=list, metavar="TEXT",
+                                  help="drop fonts whose file name contains one of these (hold fonts "
+                                       "out for evaluation)")
+    style: str = opt("default", "augmentation preset: none (black on white), default (seed 001's mix, "
+                     "grayscale) or color", choices=tuple(STYLE_PRESETS))
+    style_set: list[str] = opt(factory=list, metavar="KEY=VALUE",
+                               help="line style parameters to change, such as random_skew=4")
+    page_width: int = opt(640, "page width in pixels")
+    page_height: int = opt(480, "page height in pixels")
+    lines_per_page: str = opt("3-8", "text lines per page, MIN-MAX")
+    max_angle: float = opt(0.0, "pages are turned by a uniform angle in [-max_angle, max_angle] "
+                           "degrees")
+    image_format: str = opt("png", "encoding of the stored images", choices=("png", "jpeg"))
+    charset: str = opt("derive", "the shards' charset: derive (every symbol the text source can "
+                       "produce), a preset, a union, or a .txt/.json file", path="charset")
+    splits: str = opt("train=0.9,val=0.05,test=0.05", "split ratios")
+    source: str = opt("synth", "name written in the shards' source column")
+    shard_size: int = opt(512, "samples per Ray task and Parquet file")
+    overwrite: bool = opt(False, "replace an existing output folder instead of refusing to")
+    num_cpus: int | None = opt(None, "CPUs of the local Ray started for this command (default: all; "
+                               "ignored when joining a running Ray)")
 
     def __post_init__(self):
+        absolute_paths(self)
         if self.kind not in ("line", "page"):
             raise ConfigError(f"kind: expected 'line' or 'page', found {self.kind!r}")
         if self.style not in STYLE_PRESETS:
