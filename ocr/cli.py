@@ -118,7 +118,7 @@ class ClientConfig:
     endpoint: str = opt("ocr", "route to call: ocr (a page), recognize (one line), detect, deskew",
                         choices=("ocr", "recognize", "detect", "deskew"))
     json: bool = opt(False, "print the whole JSON answer")
-    token: str | None = opt(None, "bearer token (default: $OCR_SERVE_TOKEN)")
+    token: str | None = opt(None, "bearer token sent with the request (unset: $OCR_SERVE_TOKEN)")
 
 
 @dataclass

@@ -41,7 +41,7 @@ class TrainConfig:
                              "no limit")
     optimizer: str = opt("adamw", "optimiser", choices=OPTIMIZERS)
     lr: float = opt(1e-3, "peak learning rate")
-    weight_decay: float = opt(1e-4, "weight decay")
+    weight_decay: float = opt(1e-4, "decoupled weight decay of the optimiser (an L2 pull towards 0)")
     schedule: str = opt("cosine", "learning-rate schedule after the warm-up", choices=SCHEDULES)
     warmup_steps: int = opt(100, "steps of linear warm-up (at most a tenth of the run)")
     grad_clip: float = opt(5.0, "largest gradient norm; 0: no clipping")
@@ -68,7 +68,7 @@ class TrainConfig:
                          path="checkpoint")
     extend_charset: bool = opt(False, "with --init-from: add the data's new symbols to the "
                                "checkpoint's charset (old classes keep their rows)")
-    seed: int = opt(0, "random seed")
+    seed: int = opt(0, "random seed of the weights, shuffling and augmentation")
     num_cpus: int | None = opt(None, "CPUs of the local Ray started for the run (default: all; "
                                "ignored when joining a running Ray)")
     fault_at_step: int = opt(0, "tests: the last worker exits once at this step (0: never)", hidden=True)

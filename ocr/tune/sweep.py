@@ -40,7 +40,8 @@ class SweepConfig:
     reduction_factor: int = opt(2, "ASHA keeps 1 in this many trials at each rung")
     max_concurrent: int = opt(0, "trials at once; 0: as many as the cluster's CPUs (or GPUs) hold")
     storage: str = opt("sweeps", "folder (or s3:// URI) that holds the sweep folders", path="output")
-    name: str = opt("", "sweep name (default: sweep-TIMESTAMP); with --resume: the sweep to continue")
+    name: str = opt("", "sweep name, its folder under --storage (empty: sweep-TIMESTAMP); with "
+                    "--resume, the sweep to continue")
     resume: bool = opt(False, "continue the sweep --name after an interruption")
     strict: bool = opt(False, "refuse the space if any point cannot train (default: drop the point)")
     seed: int = opt(0, "random seed of the draws")

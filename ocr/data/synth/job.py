@@ -65,7 +65,7 @@ class SynthConfig:
     image_format: str = opt("png", "encoding of the stored images", choices=("png", "jpeg"))
     charset: str = opt("derive", "the shards' charset: derive (every symbol the text source can "
                        "produce), a preset, a union, or a .txt/.json file", path="charset")
-    splits: str = opt("train=0.9,val=0.05,test=0.05", "split ratios")
+    splits: str = opt("train=0.9,val=0.05,test=0.05", "ratios of the train, val and test splits")
     source: str = opt("synth", "name written in the shards' source column")
     shard_size: int = opt(512, "samples per Ray task and Parquet file")
     overwrite: bool = opt(False, "replace an existing output folder instead of refusing to")
