@@ -23,9 +23,6 @@ def field_help(f) -> str:
     """The field's sentence, its choices and its default, for ``--help``."""
     meta = f.metadata
     text = meta.get("help") or f.name.replace("_", " ")
-    choices = meta.get("choices")
-    if choices:
-        text += f"; one of: {', '.join(map(str, choices))}"
     default = _default(f)
     if default not in ("''", "[]", "None", "required"):
         text += f" (default: {default})"
@@ -46,7 +43,7 @@ def add_config_args(parser: argparse.ArgumentParser, cls, positional: tuple[str,
         meta = f.metadata
         choices = meta.get("choices") or None
         help_text = argparse.SUPPRESS if meta.get("hidden") else field_help(f)
-        metavar = meta.get("metavar")
+        metavar = meta.get("metavar") or _metavar(hint, meta.get("path"))
         if f.name in positional:
             parser.add_argument(f.name, nargs="*" if is_list else "?", default=None, choices=choices,
                                 metavar=None if choices else (metavar or f.name.upper()), help=help_text)
@@ -58,6 +55,14 @@ def add_config_args(parser: argparse.ArgumentParser, cls, positional: tuple[str,
         else:
             parser.add_argument(_flag(f.name), dest=f.name, nargs="+" if is_list else None,
                                 default=None, choices=choices, metavar=metavar, help=help_text)
+
+
+def _metavar(hint, path_kind: str | None) -> str | None:
+    """PATH, N or X: what a flag's value is, at a glance."""
+    if path_kind in ("input", "output", "file", "checkpoint", "ingest_input"):
+        return "PATH"
+    inner = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
+    return {int: "N", float: "X"}.get(inner[0])
 
 
 def _default(f) -> str:

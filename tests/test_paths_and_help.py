@@ -136,7 +136,7 @@ def test_choices_and_positionals_are_listed():
     subs = _subparsers()
     train = " ".join(subs["train"].format_help().split())
     assert "{recognition,detection,orientation}" in train
-    assert "--optimizer {adamw,adadelta}" in train and "one of: cosine, constant, onecycle" in train
+    assert "--optimizer {adamw,adadelta}" in train and "--schedule {cosine,constant,onecycle}" in train
     assert "(default: 0.001)" in train
     ingest = " ".join(subs["ingest"].format_help().split())
     assert "--layout {auto,gt,labels,aihub,filename,lmdb,labelme,coco}" in ingest
