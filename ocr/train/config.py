@@ -39,7 +39,7 @@ class TrainConfig:
     max_minutes: float = opt(0.0, "stop (validating and checkpointing) after this many minutes, the "
                              "learning-rate schedule ending with it (or with the steps, if first); 0: "
                              "no limit")
-    optimizer: str = opt("adamw", "optimiser", choices=OPTIMIZERS)
+    optimizer: str = opt("adamw", "the optimiser that updates the weights", choices=OPTIMIZERS)
     lr: float = opt(1e-3, "peak learning rate")
     weight_decay: float = opt(1e-4, "decoupled weight decay of the optimiser (an L2 pull towards 0)")
     schedule: str = opt("cosine", "learning-rate schedule after the warm-up", choices=SCHEDULES)
