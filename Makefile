@@ -14,7 +14,7 @@ demo: setup
 
 test:
 	WITH_BROWSER=1 bash scripts/setup.sh
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=30 tests
 
 bench: setup
 	$(PY) benchmarks/run_all.py
