@@ -14,6 +14,14 @@ Specs accepted by :func:`load_charset`:
 * a file: ``file:PATH`` or a path ending in ``.txt`` (one symbol per line, ``<space>``
   for a space) or ``.json`` (``{"symbols": [...]}``, as written in manifests);
 * ``derive``: built from a dataset's labels with :meth:`Charset.from_labels`.
+
+Labels are cleaned by :func:`clean_label` (the one place, used by ingest's validation and
+synth's text sources): stripped of Unicode whitespace and invisible format characters at
+both ends, inner space separators (NBSP, U+3000, ...) made U+0020 (runs kept as they are),
+and refused (:class:`BadCharacter`) when a control, format or line-separator character is
+left inside. The space U+0020 is a symbol like any other (``latin`` and ``korean`` hold it,
+so "Seoul 2024" keeps its inner space); no other whitespace and no control or format
+character can ever be a symbol of a derived charset (:func:`is_label_symbol`).
 """
 
 from __future__ import annotations
@@ -33,6 +41,78 @@ SPACE_TOKEN = "<space>"
 def nfc(text: str) -> str:
     """Labels are compared and stored in Unicode NFC."""
     return unicodedata.normalize("NFC", text)
+
+
+# Categories that are never part of a label: controls (TAB, NUL, BEL, BS, DEL, CR, ...),
+# format characters (BOM / U+FEFF, zero-width space U+200B, bidi marks, soft hyphen, ...),
+# surrogates, and line / paragraph separators.
+BAD_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+
+# Names of the control characters, which unicodedata.name() does not know (their Unicode
+# name aliases; BELL is U+0007's well-known name, its formal alias being ALERT).
+_CONTROL_NAMES = dict(enumerate((
+    "NULL", "START OF HEADING", "START OF TEXT", "END OF TEXT", "END OF TRANSMISSION", "ENQUIRY",
+    "ACKNOWLEDGE", "BELL", "BACKSPACE", "CHARACTER TABULATION", "LINE FEED", "LINE TABULATION",
+    "FORM FEED", "CARRIAGE RETURN", "SHIFT OUT", "SHIFT IN", "DATA LINK ESCAPE",
+    "DEVICE CONTROL ONE", "DEVICE CONTROL TWO", "DEVICE CONTROL THREE", "DEVICE CONTROL FOUR",
+    "NEGATIVE ACKNOWLEDGE", "SYNCHRONOUS IDLE", "END OF TRANSMISSION BLOCK", "CANCEL",
+    "END OF MEDIUM", "SUBSTITUTE", "ESCAPE", "INFORMATION SEPARATOR FOUR",
+    "INFORMATION SEPARATOR THREE", "INFORMATION SEPARATOR TWO", "INFORMATION SEPARATOR ONE")))
+_CONTROL_NAMES.update({0x7F: "DELETE", 0x85: "NEXT LINE"})
+
+
+def char_name(c: str) -> str:
+    """``U+0007 BELL``: a code point and its name (control characters included)."""
+    name = unicodedata.name(c, "") or _CONTROL_NAMES.get(ord(c)) or (
+        "C1 CONTROL" if 0x80 <= ord(c) <= 0x9F else "UNNAMED")
+    return f"U+{ord(c):04X} {name}"
+
+
+def is_label_symbol(c: str) -> bool:
+    """Whether ``c`` may be a symbol of a label (and of a derived charset): the space U+0020
+    may, no other whitespace and no control, format or separator character may."""
+    return c == " " or not (c.isspace() or unicodedata.category(c) in BAD_CATEGORIES)
+
+
+def _strippable(c: str) -> bool:
+    return c.isspace() or unicodedata.category(c) == "Cf"
+
+
+class BadCharacter(ValueError):
+    """A label holds a character no label may hold (see :func:`clean_label`)."""
+
+    def __init__(self, text: str, index: int):
+        self.text, self.index, self.char = text, index, text[index]
+        kind = {"Cc": "a control character", "Cf": "an invisible format character",
+                "Cs": "a lone surrogate", "Zl": "a line separator", "Zp": "a paragraph separator"}
+        super().__init__(f"{char_name(self.char)} ({kind[unicodedata.category(self.char)]}) at "
+                         f"index {index} of label {text!r}: expected printable symbols only")
+
+
+def clean_label(text: str) -> str:
+    """The clean form of a label: NFC; leading and trailing whitespace of any kind (space,
+    TAB, CR, NBSP, U+3000, ...) and invisible format characters (BOM, U+200B, ...) removed;
+    inner space separators (category Zs: NBSP, U+3000, thin space, ...) made U+0020, one for
+    one, so runs of spaces stay as they are. Raises :class:`BadCharacter` naming the first
+    character left that no label may hold (TAB or CR inside, NUL, BEL, BS, DEL, U+200B
+    inside, ...), with its index in the cleaned label."""
+    text = nfc(text)
+    start, end = 0, len(text)
+    while start < end and _strippable(text[start]):
+        start += 1
+    while end > start and _strippable(text[end - 1]):
+        end -= 1
+    text = text[start:end]
+    if text.isprintable():  # the common case, at C speed: no Cc, Cf, Cs, Zl, Zp, nor Zs but " "
+        return text
+    out = []
+    for i, c in enumerate(text):
+        if c != " " and c.isspace() and unicodedata.category(c) == "Zs":
+            c = " "
+        elif not is_label_symbol(c):
+            raise BadCharacter(text, i)
+        out.append(c)
+    return "".join(out)
 
 
 def _ksx1001_hangul() -> str:
@@ -91,11 +171,14 @@ class Charset:
 
     @classmethod
     def from_labels(cls, labels: Iterable[str]) -> "Charset":
-        """Every symbol that occurs in ``labels``, sorted by code point."""
+        """Every symbol that occurs in ``labels``, sorted by code point. Characters that are
+        no label symbol (:func:`is_label_symbol`: whitespace other than U+0020, controls,
+        format characters) never enter; pass labels cleaned by :func:`clean_label`, so no
+        leading or trailing space does either."""
         found: set[str] = set()
         for label in labels:
             found.update(nfc(label))
-        return cls(tuple(sorted(found)), spec="derive")
+        return cls(tuple(sorted(c for c in found if is_label_symbol(c))), spec="derive")
 
     @classmethod
     def from_json(cls, data: dict) -> "Charset":

@@ -291,8 +291,8 @@ def test_labelme_shapes_images_and_errors(tmp_path):
                                         "achieved/broken.json", "achieved/evil.json",
                                         "achieved/renamed.json", "ann/c.json"]
     e = by_key(entries)
-    box_rect = Box(10, 5, 90, 30, label="text", text="LOT 42")
-    box_poly = Box(4, 38, 62.5, 57, label="digit", text="7")
+    box_rect = Box(10, 5, 90, 30, label="text", text="LOT 42", needs_text=True)
+    box_poly = Box(4, 38, 62.5, 57, label="digit", text="7", needs_text=True)
     assert e["achieved/a.json"].boxes == (box_rect, box_poly)
     assert e["achieved/a.json"].path == os.path.realpath(root / "achieved" / "a.jpg")
     assert reader.load(e["achieved/a.json"]) == data
@@ -302,6 +302,33 @@ def test_labelme_shapes_images_and_errors(tmp_path):
     assert e["achieved/evil.json"].error == "path escapes the dataset root: ../../outside.png"
     assert e["achieved/broken.json"].error.startswith("bad LabelMe JSON: ")
     assert "expected at least 2 [x, y] points" in e["achieved/bad_points.json"].error
+
+
+def test_labelme_text_field_choice(tmp_path):
+    """LabelMe's convention (the transcription typed as the shape's label, an empty
+    description) reads as the box text in auto mode, the box then labelled "text"; a chosen
+    field is read as is, missing fields giving an empty text."""
+    png(tmp_path / "a.png")
+    shapes = [{"label": "Seoul 2024", "shape_type": "rectangle", "points": [[0, 0], [4, 2]],
+               "description": ""},
+              {"label": "line", "shape_type": "rectangle", "points": [[0, 0], [4, 2]],
+               "description": "LOT 42", "ocr": 7},
+              {"label": "line", "points": [[0, 0], [4, 2], [1, 1]], "text": "x"}]
+    write(tmp_path / "a.json", labelme("a.png", shapes))
+
+    def boxes(field):
+        entry, = LabelmeReader(str(tmp_path), ReaderOptions(labelme_text=field)).entries()
+        return [(b.label, b.text, b.needs_text) for b in entry.boxes]
+
+    assert boxes("auto") == [("text", "Seoul 2024", True), ("line", "LOT 42", True),
+                             ("line", "x", True)]
+    assert boxes("label") == [("text", "Seoul 2024", True), ("text", "line", True),
+                              ("text", "line", True)]
+    assert boxes("description") == [("Seoul 2024", "", True), ("line", "LOT 42", True),
+                                    ("line", "", True)]
+    assert boxes("ocr") == [("Seoul 2024", "", True), ("line", "7", True), ("line", "", True)]
+    with pytest.raises(ValueError, match="labelme_text"):
+        LabelmeReader(str(tmp_path), ReaderOptions(labelme_text="")).entries()
 
 
 # --------------------------------------------------------------------------- coco

@@ -63,11 +63,12 @@ def messy_set(tmp_path) -> Path:
     (img / "folder.png").mkdir()  # a directory where an image should be: unreadable
     (img / "empty.png").write_bytes(text_image("1"))
     (img / "abc.png").write_bytes(text_image("12a"))
+    (img / "bell.png").write_bytes(text_image("12"))
     (tmp_path / "outside.png").write_bytes(text_image("9"))
     extra = [
         "images/trunc.png\t123", "images/zero.png\t1", "images/text.png\t2", "images/bomb.png\t3",
         "images/narrow.png\t12345", "images/long.png\t1234567", "images/folder.png\t5",
-        "images/empty.png\t", "images/abc.png\t12a",
+        "images/empty.png\t", "images/abc.png\t12a", "images/bell.png\t1\a2",
         "images/missing.png\t4", "../outside.png\t9", "a line without a tab", "images/ok1.png\t1",
     ]
     with gt.open("a") as f:
@@ -81,7 +82,8 @@ EXPECTED = {
     "images/narrow.png": "ctc_infeasible", "images/long.png": "label_too_long",
     "images/folder.png": "unreadable_file", "images/empty.png": "empty_label",
     "images/abc.png": "out_of_charset", "images/missing.png": "missing_file",
-    "../outside.png": "path_escapes_root", "line-32": "bad_index", "images/ok1.png": "duplicate_id",
+    "../outside.png": "path_escapes_root", "line-33": "bad_index", "images/ok1.png": "duplicate_id",
+    "images/bell.png": "bad_character",
 }
 
 
@@ -96,9 +98,10 @@ def test_every_reject_reason(ray_local, messy_set, tmp_path, capsys):
     assert "30000x30000" in rejects["images/bomb.png"]["detail"]
     assert "needs 5 CTC steps" in rejects["images/narrow.png"]["detail"]
     assert "7 symbols, over the maximum of 6" in rejects["images/long.png"]["detail"]
+    assert rejects["images/bell.png"]["detail"].startswith("U+0007 BELL (a control character) at index 1")
     manifest = shards.read_manifest(str(out))
     _check_counts(manifest)
-    assert manifest["counts"]["read"] == 33
+    assert manifest["counts"]["read"] == 34 and manifest["counts"]["unit"] == "image"
     assert manifest["counts"]["written"] == 20
     assert manifest["charset"]["spec"] == "digits"
     printed = capsys.readouterr().out
@@ -260,12 +263,21 @@ def test_detection_layouts(ray_local, tmp_path):
                        {"id": 2, "file_name": "q.png", "width": 64, "height": 48}],
             "categories": [{"id": 1, "name": "line"}],
             "annotations": [{"image_id": 1, "bbox": [2, 3, 20, 10], "category_id": 1, "text": "12"},
+                            {"image_id": 2, "bbox": [1, 1, 10, 10], "category_id": 1},
                             {"image_id": 2, "bbox": [200, 3, 20, 10], "category_id": 1}]}
     (root / "ann.json").write_text(json.dumps(coco))
     out = tmp_path / "out"
     manifest = ingest(IngestConfig(inputs=[str(root / "ann.json")], output=str(out)))
     assert manifest["task"] == "detection"
     rows = [r for t in shards.read_rows(str(out)) for r in t.to_pylist()]
-    assert rows[0]["boxes"] == [{"x0": 2.0, "y0": 3.0, "x1": 22.0, "y1": 13.0, "label": "line",
-                                 "text": "12"}]
-    assert [r["reason"] for r in _rejects(out)] == ["bad_box"]
+    boxes = {r["key"]: r["boxes"] for r in rows}
+    assert boxes == {"p.png": [{"x0": 2.0, "y0": 3.0, "x1": 22.0, "y1": 13.0, "label": "line",
+                                "text": "12"}],
+                     "q.png": [{"x0": 1.0, "y0": 1.0, "x1": 11.0, "y1": 11.0, "label": "line",
+                                "text": ""}]}  # its bad box is rejected, not the page
+    reject, = _rejects(out)
+    assert (reject["key"], reject["reason"], reject["box"]["index"]) == ("q.png", "bad_box", 1)
+    c = manifest["counts"]
+    assert (c["unit"], c["read"], c["written"], c["rejected"]) == ("image", 2, 2, 0)
+    assert {k: c["boxes"][k] for k in ("unit", "read", "written", "rejected", "clipped")} == \
+        {"unit": "box", "read": 3, "written": 2, "rejected": 1, "clipped": 0}

@@ -59,7 +59,11 @@ def test_pages_have_boxes_and_angles(ray_local, tmp_path):
 
 
 def test_bad_synth_config_is_refused(capsys, tmp_path):
-    assert main(["synth", "--output", str(tmp_path / "x"), "--kind", "poster"]) == 2
-    assert "kind: expected 'line' or 'page'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as refused:   # argparse knows the choices
+        main(["synth", "--output", str(tmp_path / "x"), "--kind", "poster"])
+    assert refused.value.code == 2 and "invalid choice: 'poster'" in capsys.readouterr().err
+    (tmp_path / "synth.yaml").write_text("kind: poster\n")
+    assert main(["synth", "--output", str(tmp_path / "x"), "--config", str(tmp_path / "synth.yaml")]) == 2
+    assert "kind: expected one of line, page, found 'poster'" in capsys.readouterr().err
     assert main(["synth", "--output", str(tmp_path / "x"), "--style-set", "wobble=3"]) == 2
     assert "unknown LineStyle keys ['wobble']" in capsys.readouterr().err

@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ocr import storage
-from ocr.charset import Charset, load_charset
+from ocr.charset import BadCharacter, Charset, clean_label, load_charset
 from ocr.config import ConfigError, IngestConfig, parse_split_ratios
 from ocr.data import shards
 from ocr.data.formats import detect_layout, get_reader
@@ -60,17 +60,22 @@ def parse_input(spec: str) -> tuple[str | None, str]:
 def make_reader(uri: str, cfg: IngestConfig, s3: storage.S3Settings) -> Reader:
     layout = detect_layout(uri) if cfg.layout == "auto" else cfg.layout
     options = ReaderOptions(separator=cfg.separator, filename_style=cfg.filename_style,
-                            image_root=cfg.image_root)
+                            image_root=cfg.image_root, labelme_text=cfg.labelme_text)
     return get_reader(layout)(uri, options=options, s3=s3, name=cfg.source)
 
 
 def _texts(entries):
+    """The clean labels and box texts (as validation will store them) of entries; texts that
+    validation rejects (a control character inside) are left out."""
     for e in entries:
-        if e.label:
-            yield e.label
-        for b in e.boxes or ():
-            if b.text:
-                yield b.text
+        for raw in (e.label, *(b.text for b in e.boxes or ())):
+            if raw:
+                try:
+                    text = clean_label(raw)
+                except BadCharacter:
+                    continue
+                if text:
+                    yield text
 
 
 def resolve_charset(spec: str, readers: list[Reader], given: list) -> Charset:
@@ -151,6 +156,8 @@ def _validated_rows(chunk: Chunk, validator: Validator):
     for i, entry in enumerate(reader.entries_of(chunk.items)):
         sid = sample_id(source, entry.key)
         row = new_row(sid, entry.key, source, chunk.split or split_of(sid, chunk.ratios))
+        if validator.task == "detection":  # a rejected page's boxes are rejected with it
+            row["box_read"] = len(entry.boxes or ())
         try:
             if entry.error:
                 raise Reject(index_reason(entry.error), entry.error)
@@ -182,10 +189,15 @@ def read_chunk(chunk: Chunk, validator: Validator):
         yield to_block(rows, chunk.index, part, validator.task)
 
 
-# Columns of a validated block beside the shard's own: what happened to each row, and where
-# it goes (chunk and part name its shard files).
+# Columns of a validated block beside the shard's own: what happened to each row (and, for
+# detection, to each of its boxes), and where it goes (chunk and part name its shard files).
+BOX_REJECT = pa.struct([("index", pa.int32()), ("reason", pa.string()), ("detail", pa.string()),
+                        ("x0", pa.float64()), ("y0", pa.float64()), ("x1", pa.float64()),
+                        ("y1", pa.float64())])
 BLOCK_EXTRA = pa.schema([("reject", pa.string()), ("detail", pa.string()),
                          ("dropped", pa.list_(pa.string())), ("ctc_steps", pa.int32()),
+                         ("box_read", pa.int32()), ("box_clipped", pa.int32()),
+                         ("box_rejects", pa.list_(BOX_REJECT)),
                          ("chunk", pa.int32()), ("part", pa.int32())])
 
 
@@ -282,7 +294,7 @@ def run_pipeline(read_fns: list, output: str, task: str, s3: storage.S3Settings,
                             fn_kwargs={"output": output, "task": task, "s3": s3})
         stats = [json.loads(r["stats"]) for r in
                  sorted(ds.take_all(), key=lambda r: (r["chunk"], r["part"]))]
-    return merge_stats(stats)
+    return merge_stats(stats, task)
 
 
 def prepare(cfg: IngestConfig, s3: storage.S3Settings):
@@ -342,7 +354,7 @@ def build_manifest(validator: Validator, sources: list[dict], merged: dict, cfg)
         "schema_version": shards.SCHEMA_VERSION,
         "task": validator.task,
         "charset": validator.charset.to_json() if validator.charset else None,
-        "counts": merged["counts"],
+        "counts": merged["counts"],  # unit "image"; detection adds counts["boxes"] (unit "box")
         "label_length": merged["label_length"],
         "dropped_symbols": merged["dropped"],
         "sources": [{**s, **merged["sources"].get(s["name"], {})} for s in sources],
@@ -374,6 +386,12 @@ def summary_table(manifest: dict) -> str:
         lines.append("rejected by reason:")
         for reason, row in sorted(c["per_reason"].items(), key=lambda kv: -kv[1]["total"]):
             lines.append(f"  {reason:<20}{row['total']:>8}")
+    b = c.get("boxes")
+    if b:
+        lines.append(f"{'boxes':<8}{b['read']:>10}{b['written']:>10}{b['rejected']:>10}"
+                     f"   ({b['clipped']} clipped to the image)")
+        for reason, row in sorted(b["per_reason"].items(), key=lambda kv: -kv[1]["total"]):
+            lines.append(f"  box {reason:<16}{row['total']:>8}")
     if manifest.get("dropped_symbols"):
         dropped = Counter(manifest["dropped_symbols"]).most_common(10)
         lines.append("dropped out-of-charset symbols: " +

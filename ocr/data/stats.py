@@ -1,7 +1,12 @@
 """Statistics of written and rejected samples, computed per block and merged on the driver.
 
 Counts always hold ``read = written + rejected``, in total, per split, per source and per
-reason (a reason's rows are all rejected ones).
+reason (a reason's rows are all rejected ones), in the unit they declare: ``counts["unit"]``
+is ``"image"`` (a shard row: a line image, or a page). Detection adds ``counts["boxes"]``
+(unit ``"box"``: read, written, rejected, clipped, per split and per reason; each source gets
+its own ``boxes``): a box is rejected on its own (``bad_box``, ``empty_label``,
+``bad_character``, ``out_of_charset``), or with its page, under the page's reason; a box
+partly outside its image is clipped to it, written and counted in ``clipped``.
 """
 
 from __future__ import annotations
@@ -17,6 +22,13 @@ def _zero() -> dict:
     return {"read": 0, "written": 0, "rejected": 0}
 
 
+def _box_zero() -> dict:
+    return {"read": 0, "written": 0, "rejected": 0, "clipped": 0}
+
+
+BOX_COLUMNS = ["source", "key", "split", "reject", "box_read", "box_clipped", "box_rejects"]
+
+
 @dataclass
 class BlockStats:
     split_counts: dict = field(default_factory=lambda: defaultdict(_zero))
@@ -27,6 +39,10 @@ class BlockStats:
     max_ctc_steps: int = 0
     dropped: Counter = field(default_factory=Counter)
     shards: list = field(default_factory=list)
+    box_splits: dict = field(default_factory=lambda: defaultdict(_box_zero))
+    box_sources: dict = field(default_factory=lambda: defaultdict(_box_zero))
+    box_reasons: dict = field(default_factory=lambda: defaultdict(Counter))  # reason -> split -> n
+    boxes: bool = False  # detection: box counts kept
 
     @classmethod
     def from_block(cls, block: pa.Table, task: str) -> "BlockStats":
@@ -46,7 +62,33 @@ class BlockStats:
         if task == "recognition" and valid.num_rows:
             s.label_lengths.update(_value_counts(pc.utf8_length(valid["label"])))
             s.max_ctc_steps = pc.max(valid["ctc_steps"]).as_py() or 0
+        if task == "detection":
+            s.add_boxes(block)
         return s
+
+    def add_boxes(self, block: pa.Table) -> None:
+        """Box counts of a detection block (pages are few: a Python loop over them), and a
+        reject line, naming the box, for each box rejected on its own."""
+        self.boxes = True
+        for row in block.select(BOX_COLUMNS).to_pylist():
+            read, split = row["box_read"] or 0, row["split"]
+            if row["reject"] is not None:  # the page is rejected: its boxes with it
+                n = {"read": read, "written": 0, "rejected": read, "clipped": 0}
+                if read:
+                    self.box_reasons[row["reject"]][split] += read
+            else:
+                bad = row["box_rejects"] or []
+                n = {"read": read, "written": read - len(bad), "rejected": len(bad),
+                     "clipped": row["box_clipped"] or 0}
+                for r in bad:
+                    self.box_reasons[r["reason"]][split] += 1
+                    self.rejects.append({
+                        "source": row["source"], "key": row["key"], "reason": r["reason"],
+                        "detail": r["detail"], "split": split,
+                        "box": {k: r[k] for k in ("index", "x0", "y0", "x1", "y1")}})
+            for counts in (self.box_splits[split], self.box_sources[row["source"]]):
+                for k, v in n.items():
+                    counts[k] += v
 
     def to_json(self) -> dict:
         return {
@@ -55,6 +97,9 @@ class BlockStats:
             "label_lengths": {str(k): v for k, v in self.label_lengths.items()},
             "max_ctc_steps": self.max_ctc_steps, "dropped": dict(self.dropped),
             "shards": self.shards,
+            **({"boxes": {"splits": dict(self.box_splits), "sources": dict(self.box_sources),
+                          "reasons": {k: dict(v) for k, v in self.box_reasons.items()}}}
+               if self.boxes else {}),
         }
 
 
@@ -65,8 +110,34 @@ def _value_counts(values) -> dict:
             if v is not None}
 
 
-def merge_stats(blocks: list[dict]) -> dict:
-    """Blocks' statistics (in chunk order) to the manifest's counts and lists."""
+def _per_reason(reasons: dict) -> dict:
+    return {r: {"total": sum(c.values()), **dict(sorted(c.items()))}
+            for r, c in sorted(reasons.items())}
+
+
+def _merge_boxes(blocks: list[dict]) -> tuple[dict, dict]:
+    """(the manifest's ``counts["boxes"]``, each source's box counts) of detection blocks."""
+    splits, sources = defaultdict(_box_zero), defaultdict(_box_zero)
+    reasons: dict = defaultdict(Counter)
+    for b in blocks:
+        boxes = b.get("boxes") or {"splits": {}, "sources": {}, "reasons": {}}
+        for table, target in ((boxes["splits"], splits), (boxes["sources"], sources)):
+            for name, counts in table.items():
+                for k, v in counts.items():
+                    target[name][k] += v
+        for reason, per_split in boxes["reasons"].items():
+            reasons[reason].update(per_split)
+    totals = _box_zero()
+    for counts in splits.values():
+        for k in totals:
+            totals[k] += counts[k]
+    return ({"unit": "box", **totals, "per_split": {k: splits[k] for k in sorted(splits)},
+             "per_reason": _per_reason(reasons)}, dict(sources))
+
+
+def merge_stats(blocks: list[dict], task: str | None = None) -> dict:
+    """Blocks' statistics (in chunk order) to the manifest's counts and lists; ``task``
+    "detection" (or any block with box counts) adds the box counts."""
     splits, sources = defaultdict(_zero), defaultdict(_zero)
     reasons: dict = defaultdict(Counter)
     lengths, dropped = Counter(), Counter()
@@ -96,11 +167,15 @@ def merge_stats(blocks: list[dict]) -> dict:
             max_ctc_steps=max_steps,
             histogram={str(k): lengths[k] for k in sorted(lengths)},
         )
+    counts = {"unit": "image", **totals,
+              "per_split": {k: splits[k] for k in sorted(splits)},
+              "per_reason": _per_reason(reasons)}
+    if task == "detection" or any("boxes" in b for b in blocks):
+        counts["boxes"], box_sources = _merge_boxes(blocks)
+        sources = {name: {**row, "boxes": box_sources.get(name, _box_zero())}
+                   for name, row in sources.items()}
     return {
-        "counts": {**totals,
-                   "per_split": {k: splits[k] for k in sorted(splits)},
-                   "per_reason": {r: {"total": sum(c.values()), **dict(sorted(c.items()))}
-                                  for r, c in sorted(reasons.items())}},
+        "counts": counts,
         "sources": dict(sources),
         "label_length": label_length,
         "dropped": dict(sorted(dropped.items())),

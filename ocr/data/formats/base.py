@@ -19,7 +19,9 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".
 
 @dataclass(frozen=True)
 class Box:
-    """An axis-aligned box in pixels of the original image, with its class and text."""
+    """An axis-aligned box in pixels of the original image (x0 <= x1, y0 <= y1), with its
+    class and text as found (cleaned by validation). ``needs_text``: the reader knows the box
+    is a transcription, so an empty text is an ``empty_label`` reject (LabelMe shapes)."""
 
     x0: float
     y0: float
@@ -27,6 +29,7 @@ class Box:
     y1: float
     label: str = "text"
     text: str = ""
+    needs_text: bool = False
 
     def to_dict(self) -> dict:
         return {"x0": float(self.x0), "y0": float(self.y0), "x1": float(self.x1),
@@ -40,7 +43,7 @@ class Entry:
     key:   unique within its source (relative path, LMDB index, image id): the id derives from it.
     path:  the image's location for :meth:`Reader.load` (absolute path or URI), or None when
            the reader finds the bytes itself (LMDB).
-    label: recognition text as found (normalised to NFC later).
+    label: recognition text as found (validation cleans it: NFC, stripped, controls refused).
     boxes: detection boxes.
     angle: orientation / skew angle in degrees.
     error: a problem found while indexing; the entry is rejected with this reason.
@@ -59,6 +62,8 @@ class ReaderOptions:
     separator: str | None = None      # gt / labels files: None means the layout's default
     filename_style: str = "prefix"    # filename layout: "prefix" (LABEL_x.ext) or "stem" (LABEL.ext)
     image_root: str | None = None     # where images live, when not the layout's default place
+    labelme_text: str = "auto"        # labelme: the shape field holding the text (auto: text,
+                                      # then description, then label)
     extensions: tuple[str, ...] = IMAGE_EXTENSIONS
 
 

@@ -7,9 +7,11 @@ One sample per line, ``relative/image/path<SEP>label``, SEP a tab unless
     test/00000039.png\t라벨은 탭으로
 
 Images are relative to ``options.image_root``, else to the gt file's folder. A line is split
-at its first separator only, so the label keeps any later separators (spaces, tabs) exactly;
-only the line ending is removed. Blank lines are skipped; a line without a separator is an
-error entry keyed ``line-N``.
+at its first separator only; the label is kept as found (later separators included), and
+validation cleans it (strips it, refuses a TAB or other control character inside). The line
+ending (LF or CRLF) is removed, and a UTF-8 BOM at the start of the file (or of a line, as
+concatenated exports have) is no part of the first key. Blank lines are skipped; a line
+without a separator is an error entry keyed ``line-N``.
 
 The helpers :func:`parent` and :func:`images_root` are shared with the other index-file
 readers (labels, aihub, coco).
@@ -61,7 +63,7 @@ def parse_lines(text: str, separator: str) -> list[tuple[str, str | None, str | 
         raise ValueError("separator must be a non-empty string, got ''")
     items = []
     for n, line in enumerate(text.split("\n"), start=1):
-        line = line.removesuffix("\r")
+        line = line.removesuffix("\r").removeprefix("\ufeff")
         if not line.strip():
             continue
         rel, found, label = line.partition(separator)

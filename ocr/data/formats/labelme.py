@@ -11,9 +11,21 @@ Every ``.json`` under the folder (subfolders included) is one entry, key = its r
 POSIX path, in sorted order. Boxes: a "rectangle" (two corners) or "polygon"/"rotation"
 (n points; a missing ``shape_type`` means polygon, as in old LabelMe) becomes the
 axis-aligned bounding box of its points; other shape types (point, line, circle, ...) are
-ignored. Box label = ``shape["label"]``; text = ``shape["text"]`` or ``shape["description"]``
-or "". A shape with fewer than two numeric points, or a JSON that does not parse, makes the
-whole entry an error.
+ignored. A shape with fewer than two numeric points, or a JSON that does not parse, makes
+the whole entry an error.
+
+The box text comes from ``options.labelme_text`` (``ocr ingest --labelme-text``):
+
+* ``auto`` (default): the first non-blank of ``text``, ``description`` (LabelMe writes an
+  empty one by default) and ``label`` (LabelMe's own convention: the transcription typed as
+  the shape's label);
+* ``label``: always the shape's ``label``;
+* ``description``, ``text`` or any other FIELD: ``shape[FIELD]`` ("" when absent).
+
+Box label (the class detection trains on) = the shape's ``label``, except when the text
+was read from it: then it is a transcription, not a class, and the box is labelled
+``"text"`` (train such sets with ``--target text``). Every LabelMe box is a transcription
+(``needs_text``): an empty text is an ``empty_label`` reject of that box.
 
 The image: ``imagePath`` (relative to the JSON's folder, and it must stay inside the
 dataset root) when it names a file of the folder's listing; otherwise the image with the
@@ -36,9 +48,29 @@ from ocr.data.formats.filename import matching_extension
 from ocr.data.formats.gt import image_entry
 
 BOX_SHAPES = ("rectangle", "polygon", "rotation")
+AUTO_FIELDS = ("text", "description", "label")
+TEXT_CLASS = "text"  # the box label of a shape whose label is its transcription
 
 
-def shape_box(shape: dict) -> Box | None:
+def _value(shape: dict, name: str) -> str:
+    value = shape.get(name)
+    if value is None or isinstance(value, (dict, list, bool)):
+        return ""
+    return str(value)
+
+
+def shape_text(shape: dict, field: str = "auto") -> tuple[str, str]:
+    """(the shape's text, the field it came from): see the module docstring."""
+    if field == "auto":
+        for name in AUTO_FIELDS:
+            text = _value(shape, name)
+            if text.strip():
+                return text, name
+        return "", "label"
+    return _value(shape, field), field
+
+
+def shape_box(shape: dict, text_field: str = "auto") -> Box | None:
     """The bounding box of a LabelMe shape, None for ignored shape types; ValueError if bad."""
     kind = shape.get("shape_type") or "polygon"
     if kind not in BOX_SHAPES:
@@ -50,9 +82,9 @@ def shape_box(shape: dict) -> Box | None:
     if len(xs) < 2:
         raise ValueError(f"{kind} shape {shape.get('label')!r}: expected at least 2 [x, y] "
                          f"points, found {shape.get('points')!r}")
-    text = shape.get("text") or shape.get("description") or ""
-    return Box(min(xs), min(ys), max(xs), max(ys), label=str(shape.get("label") or "text"),
-               text=str(text))
+    text, source = shape_text(shape, text_field)
+    label = TEXT_CLASS if source == "label" else (_value(shape, "label").strip() or TEXT_CLASS)
+    return Box(min(xs), min(ys), max(xs), max(ys), label=label, text=text, needs_text=True)
 
 
 class LabelmeReader(Reader):
@@ -62,6 +94,8 @@ class LabelmeReader(Reader):
     task: ClassVar[str] = "detection"
 
     def entries(self) -> list[Entry]:
+        if not self.options.labelme_text:
+            raise ValueError("labelme_text: expected auto, label, description or a field name, found ''")
         if not storage.is_dir(self.uri, self.s3):
             raise FileNotFoundError(f"{self.uri}: expected a folder of images and LabelMe JSON")
         files = storage.list_files(self.uri, self.s3)
@@ -81,7 +115,8 @@ class LabelmeReader(Reader):
         try:
             data = json.loads(storage.read_text(storage.join(self.uri, rel), self.s3))
             shapes = data.get("shapes") or []
-            boxes = tuple(b for b in (shape_box(s) for s in shapes) if b is not None)
+            field = self.options.labelme_text
+            boxes = tuple(b for b in (shape_box(s, field) for s in shapes) if b is not None)
         except (ValueError, AttributeError, TypeError) as e:
             return Entry(key=rel, error=f"bad LabelMe JSON: {e}")
         image_path = str(data.get("imagePath") or "").replace("\\", "/")

@@ -5,7 +5,8 @@
 
 Images live in ``options.image_root``, else in ``<folder of labels.txt>/images`` when that
 folder exists, else beside ``labels.txt``. ``options.separator`` overrides the space. Line
-handling (blank lines, missing separator, labels kept exactly) is the gt layout's.
+handling (blank lines, CRLF, BOM, missing separator, labels cleaned by validation) is the gt
+layout's.
 """
 
 from __future__ import annotations

@@ -10,17 +10,27 @@ Specs:
 * ``words:PATH:MIN-MAX``           MIN..MAX words (whitespace-separated tokens of the file)
                                    joined by single spaces.
 
-``MIN-MAX`` may also be a single number (fixed length). Texts are NFC. PATH may be any
-URI :mod:`ocr.storage` reads (local or ``s3://``).
+``MIN-MAX`` may also be a single number (fixed length). PATH may be any URI
+:mod:`ocr.storage` reads (local or ``s3://``).
+
+Texts are clean labels, as ingest stores them (:func:`ocr.charset.clean_label`): a file's
+lines (or words) are split at any whitespace (TAB, NBSP, U+3000, CR of CRLF files, ...) and
+rejoined with single spaces, zero-width and BOM characters at their ends are stripped, and a
+line or word still holding a control or format character (NUL, BEL, BS, DEL, U+200B inside,
+...) is left out, with a warning naming it (``skipped`` lists them). A charset's symbols
+that are no label symbol (:func:`ocr.charset.is_label_symbol`) are never drawn.
 """
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
 
 import numpy as np
 
-from ocr.charset import CharsetError, load_charset, nfc
+from ocr.charset import BadCharacter, CharsetError, clean_label, is_label_symbol, load_charset
+
+log = logging.getLogger(__name__)
 
 SPEC_HELP = "'digits:MIN-MAX', 'random:CHARSET:MIN-MAX', 'file:PATH' or 'words:PATH:MIN-MAX'"
 
@@ -44,7 +54,7 @@ class _SymbolSource(TextSource):
 
     def __init__(self, alphabet: str, lo: int, hi: int, spec: str):
         self.spec, self.lo, self.hi = spec, lo, hi
-        self._alphabet = np.array(list(alphabet))
+        self._alphabet = np.array([c for c in alphabet if is_label_symbol(c)])
         self._solid = np.array([c for c in alphabet if not c.isspace()])
         if len(self._solid) == 0:
             raise ValueError(f"text source {spec!r}: the charset has only whitespace")
@@ -71,12 +81,25 @@ class _LineSource(TextSource):
             text = storage.read_text(path)
         except (OSError, UnicodeDecodeError) as e:
             raise ValueError(f"text source {spec!r}: cannot read {path}: {e}") from e
-        text = nfc(text)
-        lines = text.split() if split else [" ".join(line.split()) for line in text.splitlines()]
-        self.lines = [line for line in lines if line]
+        self.lines, self.skipped = [], []  # skipped: (line number, why)
+        for n, line in enumerate(text.splitlines(), start=1):
+            for item in line.split() if split else [" ".join(line.split())]:
+                try:
+                    item = clean_label(item)
+                except BadCharacter as e:
+                    self.skipped.append((n, str(e)))
+                    continue
+                if item:
+                    self.lines.append(item)
+        if self.skipped:
+            log.warning("text source %r: left out %d %s with a control or format character, "
+                        "e.g. line %d: %s", spec, len(self.skipped), "words" if split else "lines",
+                        *self.skipped[0])
         if not self.lines:
             raise ValueError(f"text source {spec!r}: expected at least one non-empty line "
-                             f"in {path}, found none")
+                             f"in {path}, found none"
+                             + (f" ({len(self.skipped)} left out: {self.skipped[0][1]})"
+                                if self.skipped else ""))
 
     def sample(self, rng: np.random.Generator) -> str:
         n = int(rng.integers(self.lo, self.hi + 1))
