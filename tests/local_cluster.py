@@ -165,6 +165,9 @@ class LocalCluster:
         env = {**os.environ, "RAY_ADDRESS": self.address, "RAY_USAGE_STATS_ENABLED": "0",
                "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": self.token, **extra}
         env.pop("RAY_API_SERVER_ADDRESS", None)
+        # This venv first on PATH, as in the shell (venv activated) `ray start` is typed in: a
+        # job's entrypoint `python jobs/...` then runs this venv's python.
+        env["PATH"] = os.pathsep.join(p for p in (str(Path(sys.executable).parent), env.get("PATH")) if p)
         return env
 
     def local_env(self) -> dict:

@@ -1,18 +1,28 @@
-"""`ray job submit` for real: a local head started with `ray start --head` (dashboard and
-Job Submission API on 127.0.0.1), tiny ingest and train jobs submitted over HTTP with the
-repository as the job's working_dir, their artifacts checked, the head stopped.
+"""`ray job submit` as README.md shows it, for real: a local head started with `ray start
+--head` (dashboard and Job Submission API on 127.0.0.1, token authentication on), and the
+`ray` CLI run in a subprocess from the repository root, as a user types it:
+
+    ray job submit --working-dir . -- python jobs/synth.py --output /abs/path ...
+
+with its token set up as README's "`ray job submit`: the token" says: on the head's machine
+``RAY_AUTH_MODE=token`` and the token in ``~/.ray/auth_token``; from a laptop
+``RAY_AUTH_MODE=token``, ``RAY_AUTH_TOKEN_PATH`` naming the head's token copied down, and
+``RAY_ADDRESS`` the dashboard's URL. A synth job writes shards to an absolute folder, a
+train job reads them; a job given a relative output is refused before any work starts; the
+CLI without ``RAY_AUTH_MODE=token`` is refused.
 
 The head runs in its own process group with its own temp dir and ports (see
-``local_cluster``); this test never connects a driver from the pytest process.
-"""
+``local_cluster``); this module never connects a driver from the pytest process and never
+touches the machine's own ``~/.ray`` (the CLI gets a HOME of its own)."""
 
 from __future__ import annotations
 
 import json
+import os
+import re
 import shlex
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -20,10 +30,7 @@ from conftest import write_gt_set
 from local_cluster import LocalCluster
 
 REPO = Path(__file__).resolve().parents[1]
-# What `ray job submit --working-dir .` would upload, minus what a job never needs.
-RUNTIME_ENV = {"working_dir": str(REPO),
-               "excludes": [".venv/", ".git/", "runs/", "outputs/", "**/__pycache__/", ".pytest_cache/",
-                            ".ruff_cache/", "*.egg-info/"]}
+RAY = str(Path(sys.executable).with_name("ray"))
 
 
 @pytest.fixture(scope="module")
@@ -36,56 +43,100 @@ def cluster(tmp_path_factory):
         c.shutdown()
 
 
+def _shell(**env: str) -> dict:
+    """The environment of a user's shell: none of the pytest process's RAY_* variables."""
+    return {**{k: v for k, v in os.environ.items() if not k.startswith("RAY_")},
+            "RAY_USAGE_STATS_ENABLED": "0", **env}
+
+
 @pytest.fixture(scope="module")
-def client(cluster):
-    from ray.job_submission import JobSubmissionClient
-
-    return JobSubmissionClient(cluster.dashboard_url, headers=cluster.headers)
-
-
-def run_job(client, script: str, *args: str, timeout: float = 600) -> str:
-    """Submit ``python jobs/SCRIPT ARGS`` (the venv's python), wait, return its logs; fail
-    with the logs when it does not succeed."""
-    from ray.job_submission import JobStatus
-
-    entrypoint = shlex.join([sys.executable, f"jobs/{script}", *args])
-    job_id = client.submit_job(entrypoint=entrypoint, runtime_env=RUNTIME_ENV)
-    deadline = time.time() + timeout
-    while (status := client.get_job_status(job_id)) not in {JobStatus.SUCCEEDED, JobStatus.FAILED,
-                                                              JobStatus.STOPPED}:
-        if time.time() > deadline:
-            client.stop_job(job_id)
-            break
-        time.sleep(1)
-    logs = client.get_job_logs(job_id)
-    info = client.get_job_info(job_id)
-    assert status == JobStatus.SUCCEEDED, (
-        f"job {job_id} ({entrypoint}) ended {status}: {info.message}\n--- job logs ---\n{logs[-8000:]}")
-    return logs
+def on_the_head(cluster, tmp_path_factory) -> dict:
+    """README's recipe on the machine that ran `ray start --head`: the token in the user's
+    ``~/.ray/auth_token`` (a HOME of its own here), ``RAY_AUTH_MODE=token``, no RAY_ADDRESS
+    (the CLI finds the local Ray; RAY_TMPDIR stands for the machine's default /tmp/ray)."""
+    home = tmp_path_factory.mktemp("home")
+    (home / ".ray").mkdir()
+    (home / ".ray" / "auth_token").write_text(cluster.token)
+    return _shell(HOME=str(home), RAY_AUTH_MODE="token", RAY_TMPDIR=cluster.tmp_root)
 
 
-def test_ingest_then_train_jobs(client, cluster, tmp_path):
-    digits = [f"{i}{(i * 7) % 10}" * (1 + i % 2) for i in range(48)]
-    gt = write_gt_set(tmp_path / "raw", [(f"{i:03d}.png", t) for i, t in enumerate(digits)])
-    shards, runs = tmp_path / "shards", tmp_path / "runs"
+@pytest.fixture(scope="module")
+def laptop(cluster, tmp_path_factory) -> dict:
+    """README's recipe from a laptop: RAY_ADDRESS the dashboard's URL (the port `ray dashboard
+    cluster.yaml` forwards), the head's token copied into a file named by RAY_AUTH_TOKEN_PATH,
+    ``RAY_AUTH_MODE=token``; no token in that user's ~/.ray."""
+    home = tmp_path_factory.mktemp("laptop")
+    (home / "cluster-token").write_text(cluster.token)
+    return _shell(HOME=str(home), RAY_ADDRESS=cluster.dashboard_url, RAY_AUTH_MODE="token",
+                  RAY_AUTH_TOKEN_PATH=str(home / "cluster-token"))
 
-    logs = run_job(client, "ingest.py", str(gt), "--output", str(shards), "--splits", "train=0.75,val=0.25")
+
+def submit(env: dict, *entrypoint: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    """``ray job submit --working-dir . -- ENTRYPOINT`` from the repository root; the CLI
+    tails the job's logs and exits 1 when the job fails."""
+    out = subprocess.run([RAY, "job", "submit", "--working-dir", ".", "--", *entrypoint], cwd=REPO, env=env,
+                         capture_output=True, text=True, timeout=timeout)
+    out.text = out.stdout + out.stderr
+    return out
+
+
+def succeeded(out: subprocess.CompletedProcess) -> str:
+    assert out.returncode == 0 and "Job 'raysubmit_" in out.text and "succeeded" in out.text, (
+        f"`ray job submit {shlex.join(out.args[3:])}` exited {out.returncode}:\n{out.text[-8000:]}")
+    return out.text
+
+
+def test_synth_then_train_jobs(cluster, on_the_head, laptop, tmp_path):
+    shards, runs = tmp_path / "shards" / "digits", tmp_path / "runs"
+
+    logs = succeeded(submit(on_the_head, "python", "jobs/synth.py", "--output", str(shards), "--count", "40",
+                            "--text", "digits:1-4", "--style", "none", "--splits", "train=0.75,val=0.25",
+                            "--seed", "1"))
+    # --working-dir . ships the code, not the 2 GB .venv/ nor .git/ (Ray 2.60's default
+    # excludes) nor what .gitignore lists (read by Ray): the job's copy, unpacked on the head.
+    pkg = re.search(r"Uploading package gcs://(_ray_pkg_\w+)\.zip", logs)
+    assert pkg, logs[-4000:]
+    copy, = Path(cluster.temp_dir).glob(f"session_latest/runtime_resources/working_dir_files/{pkg[1]}")
+    shipped = [p.relative_to(copy) for p in copy.rglob("*") if p.is_file()]
+    assert (copy / "jobs" / "synth.py").is_file() and (copy / "ocr" / "cli.py").is_file()
+    assert not [p for p in shipped if p.parts[0] in {".venv", ".git", "outputs", "runs"}], shipped
+    assert sum((copy / p).stat().st_size for p in shipped) < 20 * 2**20
     manifest = json.loads((shards / "manifest.json").read_text())
     counts = manifest["counts"]
-    assert counts["read"] == 48 and counts["written"] == 48, counts
-    assert {s: v["written"] for s, v in counts["per_split"].items()}.keys() == {"train", "val"}
-    assert list((shards / "train").glob("*.parquet")) and (shards / "rejects.jsonl").exists()
-    assert f"wrote 48 samples to {shards}" in logs
+    assert counts["written"] == 40 and set(counts["per_split"]) == {"train", "val"}, counts
+    assert list((shards / "train").glob("*.parquet"))
+    assert f"wrote 40 samples to {shards}" in logs
 
-    logs = run_job(client, "train.py", "recognition", "--data", str(shards), "--model", "tiny_crnn",
-                   "--batch-size", "8", "--max-steps", "6", "--val-every", "3", "--log-every", "3",
-                   "--warmup-steps", "2", "--num-workers", "1", "--storage", str(runs), "--name", "job-run")
+    logs = succeeded(submit(laptop, "python", "jobs/train.py", "recognition", "--data", str(shards),
+                            "--model", "tiny_crnn", "--batch-size", "8", "--max-steps", "6",
+                            "--val-every", "3", "--log-every", "3", "--warmup-steps", "2",
+                            "--num-workers", "1", "--storage", str(runs), "--name", "job-run"))
     run = runs / "job-run"
     meta = json.loads((run / "best" / "model.json").read_text())
     assert meta["task"] == "recognition" and meta["charset"]["hash"] == manifest["charset"]["hash"]
     summary = json.loads((run / "summary.json").read_text())
     assert summary["final"]["step"] == 6 and (run / "metrics.csv").exists()
     assert "run job-run: best" in logs
+
+
+def test_a_relative_output_in_a_job_is_refused_before_any_work(cluster, on_the_head):
+    """Inside a job the working folder is the job's private copy of --working-dir: a relative
+    --output would be written there and vanish with the job, so it is refused, saying why."""
+    out = submit(on_the_head, "python", "jobs/synth.py", "--output", "jobdata/d", "--count", "40",
+                 timeout=300)
+    assert out.returncode == 1 and "failed" in out.text, out.text[-6000:]
+    message = out.text.lower()
+    assert "relative" in message and "working" in message and "absolute path or s3://" in message, \
+        out.text[-6000:]
+    assert "wrote " not in out.text and "Traceback" not in out.text, out.text[-6000:]
+
+
+def test_the_cli_without_token_mode_is_refused(cluster, on_the_head):
+    """What a new user met: Ray's CLI sends the token only when RAY_AUTH_MODE=token is set in
+    its own environment, even with the token in ~/.ray/auth_token."""
+    env = {k: v for k, v in on_the_head.items() if k != "RAY_AUTH_MODE"}
+    out = submit(env, "python", "-c", "pass", timeout=120)
+    assert out.returncode != 0 and "RAY_AUTH_MODE is currently 'disabled'" in out.text, out.text[-4000:]
 
 
 def test_a_command_on_the_machine_joins_the_ray_started_there(cluster, tmp_path):
