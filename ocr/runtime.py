@@ -42,11 +42,17 @@ def ensure_ray(num_cpus: int | None = None, address: str | None = None, quiet: b
             logging.getLogger(name).setLevel(logging.WARNING)
     # Ray Train's print patch would echo each worker's print twice on the console.
     os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")
+    named = "address" if address else "RAY_ADDRESS"
     address = address or os.environ.get("RAY_ADDRESS")
     kwargs = dict(logging_level=logging.WARNING if quiet else logging.INFO, log_to_driver=True)
     if address:
+        check_ray_answers(address, f"{named}={address}")
         ray.init(address=address, **kwargs)
         return
+    recorded = recorded_ray()
+    if recorded:  # ray.init would join it: say so now if it cannot
+        check_ray_answers(recorded, f"the Ray that `ray start` recorded in {_address_file()} "
+                          f"({recorded})", explicit=False)
     for name, value in SERVE_FAST_PATH.items():   # read by Serve's processes when they start
         os.environ.setdefault(name, value)
     try:
@@ -57,8 +63,129 @@ def ensure_ray(num_cpus: int | None = None, address: str | None = None, quiet: b
             raise
         ray.init(**kwargs)
         cpus = ray.cluster_resources().get("CPU", 0)
-        print(f"using the Ray already running here (`ray start`, {cpus:g} CPUs); num_cpus="
-              f"{num_cpus} not applied (`ray stop` it to start a fresh one)", file=sys.stderr)
+        if cpus != num_cpus:
+            print(f"using the Ray already running here (`ray start`, {cpus:g} CPUs); num_cpus="
+                  f"{num_cpus} not applied: its {cpus:g} CPUs are used. To use {num_cpus}, `ray stop` "
+                  f"it (ocr then starts a Ray of its own each time) or restart it with `ray start "
+                  f"--head --num-cpus {num_cpus}`", file=sys.stderr)
+
+
+def recorded_ray() -> str | None:
+    """The address of the Ray that ``ray start`` recorded on this machine (which a plain
+    ``ray.init()`` joins), or None."""
+    from ray._private.utils import read_ray_address
+
+    return read_ray_address() or None
+
+
+def _address_file() -> str:
+    from ray._common.utils import get_ray_address_file
+
+    return get_ray_address_file(None)
+
+
+def check_ray_answers(address: str, what: str, explicit: bool = True) -> None:
+    """Refuse (ConfigError) a Ray address that ``ray.init`` would wait minutes on, or fail to
+    join after ~20 s of retries: nothing listening there, something that is no Ray there, or
+    token authentication on there without this process's token. One TCP connect, then one GCS
+    call (a few ms when the Ray answers); Ray client addresses (``ray://``) and anything else it
+    cannot judge are left to ``ray.init``.
+
+    ``what`` names the address in the message; ``explicit``: given (RAY_ADDRESS, ``address``),
+    not found on the machine (Ray then sends a token only with RAY_AUTH_MODE=token).
+    """
+    import socket
+
+    from ray._private import services
+
+    from ocr.config import ConfigError
+
+    if "://" in address or address in ("auto", "local"):
+        return
+    try:
+        gcs = services.canonicalize_bootstrap_address(address)
+        host, port = services.parse_address(gcs)
+        port = int(port)
+    except (ValueError, TypeError, OSError):
+        return  # not host:port: ray.init says what is wrong with it
+    if not explicit:
+        expected = "that Ray still running"
+        todo = ("it has stopped or crashed. Run `ray stop` (or delete that file) to clear the record, "
+                "and ocr starts a local Ray; or start a Ray again with `ray start --head`")
+    else:
+        expected = "a running Ray cluster's head there (the address `ray start --head` prints)"
+        todo = (f"start it with `ray start --head --port {port}`, or "
+                + ("unset RAY_ADDRESS to let ocr start a local Ray" if what.startswith("RAY_ADDRESS")
+                   else "give no address to start a local Ray"))
+    try:
+        with socket.create_connection((host, port), timeout=5):
+            pass
+    except OSError as e:
+        reason = getattr(e, "strerror", None) or "no answer in 5 s"
+        raise ConfigError(f"{what} does not answer: expected {expected}, found nothing listening at "
+                          f"{gcs} ({reason}): {todo}") from None
+    if _gcs_says(gcs, what, explicit) == "no answer":
+        raise ConfigError(f"{what} is no Ray: expected {expected}, found something listening at {gcs} "
+                          "that did not answer Ray's first call in 15 s (a dashboard's port, 8265, is "
+                          f"for `ray job submit`; a head's own is 6379 unless set otherwise): {todo}")
+
+
+_TOKEN_PLACES = ("in $RAY_AUTH_TOKEN, in the file $RAY_AUTH_TOKEN_PATH names, or in ~/.ray/auth_token "
+                 "(Ray reads them in that order)")
+_GET_TOKEN = ("`ray get-auth-token` on the machine that ran `ray start --head` prints it: "
+              "`export RAY_AUTH_TOKEN=<that token>` here")
+
+
+def _gcs_says(gcs: str, what: str, explicit: bool) -> str:
+    """One call to the GCS at ``gcs``, with the token ray.init would send: "ok", "no answer"
+    (it timed out), "unknown" (any other failure: left to ray.init); a ConfigError saying what
+    to do when it refuses the token, or when token mode is on here without a token.
+
+    Token authentication is on by default for a Ray that ``ray.init`` starts, and for ``ray
+    start`` where a token exists; ray.init would retry ~20 s, then say only "Failed to connect".
+    Mirrors ray.init's choice: the token is RAY_AUTH_TOKEN, else the file RAY_AUTH_TOKEN_PATH
+    names, else ~/.ray/auth_token; sent to a given address only with RAY_AUTH_MODE=token, to
+    the Ray found on the machine whenever one exists (unless RAY_AUTH_MODE=disabled)."""
+    from ray._private.authentication import authentication_token_setup as auth
+    from ray._raylet import AuthenticationTokenLoader, InnerGcsClient
+    from ray.exceptions import AuthenticationError, RpcError
+
+    from ocr.config import ConfigError
+
+    mode = (os.environ.get("RAY_AUTH_MODE") or "").lower()
+    has_token = AuthenticationTokenLoader.instance().has_token(ignore_auth_mode=True)
+    if mode == "token" and not has_token:  # ray.init refuses this too (the client would abort)
+        raise ConfigError(f"RAY_AUTH_MODE=token is set but no Ray token is: expected the token of "
+                          f"{what} {_TOKEN_PLACES}, found none. {_GET_TOKEN}; or `unset RAY_AUTH_MODE` "
+                          "for a Ray without token authentication")
+    if not explicit:
+        auth.maybe_enable_token_auth_if_token_available(warn_if_disabled=False)  # as ray.init does
+    try:
+        InnerGcsClient.standalone(gcs, None, 5000)   # + Ray's own 10 s of connecting
+        return "ok"
+    except AuthenticationError:
+        pass
+    except RpcError as e:
+        return "no answer" if "timed out" in str(e).lower() else "unknown"
+    except Exception:  # noqa: BLE001 - anything else: ray.init has its own retries and words
+        return "unknown"
+    source = ("$RAY_AUTH_TOKEN" if os.environ.get("RAY_AUTH_TOKEN") else
+              f"$RAY_AUTH_TOKEN_PATH ({os.environ['RAY_AUTH_TOKEN_PATH']})"
+              if os.environ.get("RAY_AUTH_TOKEN_PATH") else "~/.ray/auth_token")
+    sent = (mode == "token") if explicit else (has_token and mode != "disabled")
+    if sent:
+        message = (f"{what} refused this process's Ray token (from {source}): expected that cluster's "
+                   f"token, found another. {_GET_TOKEN} (it comes first)")
+    elif has_token:
+        message = (f"{what} has token authentication on: expected RAY_AUTH_MODE=token with its token, "
+                   f"found the token ({source}) but RAY_AUTH_MODE {'=' + mode if mode else 'unset'} "
+                   "(Ray sends a token to a given address only with RAY_AUTH_MODE=token): "
+                   "`export RAY_AUTH_MODE=token`")
+    else:
+        message = (f"{what} has token authentication on: expected its token {_TOKEN_PLACES}, found "
+                   f"none. {_GET_TOKEN}" + ("; and `export RAY_AUTH_MODE=token` (Ray sends a token to "
+                                             "a given address only then)" if explicit else ""))
+    raise ConfigError(message)
 
 
 def stop_ray() -> None:

@@ -137,6 +137,48 @@ def fonts_covering(fonts: list[FontInfo], text: str) -> list[FontInfo]:
     return [f for f in fonts if need <= coverage(f)]
 
 
+def uncovered(fonts: list[FontInfo], symbols: str) -> list[str]:
+    """The symbols of ``symbols`` that no font of ``fonts`` has a glyph for (whitespace needs
+    none), in their order; reads coverages only until every symbol is found."""
+    need = {ord(c) for c in symbols if not c.isspace()}
+    for font in fonts:
+        if not need:
+            break
+        need -= coverage(font)
+    return [c for c in dict.fromkeys(symbols) if ord(c) in need]
+
+
+def font_files(dirs: list[str]) -> list[str]:
+    """The font files (by extension, parsable or not) under ``dirs``."""
+    out = []
+    for d in dirs:
+        root = Path(os.path.expanduser(d))
+        if root.is_file():
+            out += [str(root)] if root.suffix.lower() in FONT_EXTENSIONS else []
+        elif root.is_dir():
+            out += [str(p) for p in root.rglob("*") if p.suffix.lower() in FONT_EXTENSIONS and p.is_file()]
+    return out
+
+
+def describe_symbols(chars: list[str], limit: int = 8) -> str:
+    """``'가' U+AC00, '각' U+AC01, ...`` for the first ``limit`` symbols."""
+    shown = ", ".join(f"{c!r} U+{ord(c):04X}" for c in chars[:limit])
+    return shown + (", ..." if len(chars) > limit else "")
+
+
+def install_hint(chars: list[str]) -> str:
+    """Debian font packages with glyphs for ``chars`` (what scripts/setup.sh installs)."""
+    def block(c: str) -> str:
+        o = ord(c)
+        if 0xAC00 <= o <= 0xD7A3 or 0x1100 <= o <= 0x11FF or 0x3130 <= o <= 0x318F:
+            return "fonts-nanum fonts-noto-cjk"
+        if 0x2E80 <= o <= 0x9FFF or 0xF900 <= o <= 0xFAFF or 0xFF00 <= o <= 0xFFEF:
+            return "fonts-noto-cjk"
+        return "fonts-dejavu-core fonts-noto-core"
+    packages = " ".join(dict.fromkeys(" ".join(dict.fromkeys(map(block, chars))).split()))
+    return f"`sudo apt-get install {packages}`"
+
+
 @lru_cache(maxsize=2048)
 def load_font(font: FontInfo, size: int) -> ImageFont.FreeTypeFont:
     """The face at ``size`` pixels (cached per process), with the BASIC layout engine."""

@@ -49,10 +49,11 @@ class SynthConfig:
     fonts: list[str] = opt(factory=list, path="input", metavar="PATH",
                            help="font files or folders to draw with (default: the system's fonts)")
     font_include: list[str] = opt(factory=list, metavar="TEXT",
-                                  help="keep only fonts whose file name contains one of these")
+                                  help="keep only fonts whose name (such as DejaVu Sans Bold; `fc-list : fullname` lists them) "
+                                       "contains one of these, ignoring case")
     font_exclude: list[str] = opt(factory=list, metavar="TEXT",
-                                  help="drop fonts whose file name contains one of these (hold fonts "
-                                       "out for evaluation)")
+                                  help="drop fonts whose name contains one of these, ignoring case "
+                                       "(hold fonts out for evaluation)")
     style: str = opt("default", "augmentation preset: none (black on white), default (seed 001's mix, "
                      "grayscale) or color", choices=tuple(STYLE_PRESETS))
     style_set: list[str] = opt(factory=list, metavar="KEY=VALUE",
@@ -90,19 +91,87 @@ def _range(text: str) -> tuple[int, int]:
     return int(lo), int(hi or lo)
 
 
-def select_fonts(cfg: SynthConfig):
-    from ocr.data.synth.fonts import find_fonts
+def select_fonts(cfg: SynthConfig, source=None):
+    """The fonts to draw with: ``--fonts`` (default: the system's), filtered by name with
+    ``--font-include``/``--font-exclude``. Refused (ConfigError), before any Ray work, when none
+    is left or when a symbol of the text source (``source``, else ``cfg.text``) is in no font:
+    the message names the symbols, the fonts considered and what to do."""
+    from ocr.data.synth.fonts import SYSTEM_FONT_DIRS, find_fonts, font_files
 
-    fonts = find_fonts(cfg.fonts or None)
+    where = (f"--fonts {' '.join(cfg.fonts)}" if cfg.fonts
+             else f"the system font folders ({', '.join(SYSTEM_FONT_DIRS)})")
+    found = find_fonts(cfg.fonts or None)
+    if not found:
+        files = font_files(cfg.fonts or list(SYSTEM_FONT_DIRS))
+        got = (f"{len(files)} font file(s), none readable (e.g. {files[0]})" if files
+               else "no .ttf, .otf, .ttc or .otc file")
+        todo = ("give --fonts a folder holding fonts (e.g. /usr/share/fonts), or leave --fonts out "
+                "to use the system's" if cfg.fonts else "install some, e.g. on Debian/Ubuntu `sudo "
+                "apt-get install fonts-dejavu-core fonts-nanum fonts-noto-cjk` (scripts/setup.sh does), "
+                "or give --fonts a folder of font files")
+        raise ConfigError(f"no fonts to draw with: expected font files in {where}, found {got}: {todo}")
+    fonts = found
     if cfg.font_include:
         fonts = [f for f in fonts if any(s.lower() in f.name.lower() for s in cfg.font_include)]
     if cfg.font_exclude:
         fonts = [f for f in fonts if not any(s.lower() in f.name.lower() for s in cfg.font_exclude)]
     if not fonts:
-        raise ConfigError(f"no fonts left (fonts={cfg.fonts or 'system'}, include={cfg.font_include}, "
-                          f"exclude={cfg.font_exclude}): install fonts-dejavu-core / fonts-nanum "
-                          "(scripts/setup.sh does) or give --fonts")
+        raise ConfigError(_no_font_left(cfg, found, where))
+    _check_coverage(cfg, fonts, where, source)
     return fonts
+
+
+def _no_font_left(cfg: SynthConfig, found: list, where: str) -> str:
+    from pathlib import Path
+
+    flags = " and ".join(f"--{name.replace('_', '-')} {' '.join(values)}" for name, values in
+                         (("font_include", cfg.font_include), ("font_exclude", cfg.font_exclude)) if values)
+    names = sorted({f.name for f in found})
+    examples = ", ".join(repr(names[i * len(names) // 6]) for i in range(min(6, len(names))))
+    in_files = [s for s in cfg.font_include
+                if any(s.lower() in Path(f.path).name.lower() for f in found)
+                and not any(s.lower() in f.name.lower() for f in found)]
+    hint = (f" ({', '.join(map(repr, in_files))} is part of a file name, but fonts are matched by "
+            "their name, such as 'DejaVu Sans Bold' for DejaVuSans-Bold.ttf)" if in_files else "")
+    among = f"{len(found)} font{'s' * (len(found) != 1)} in {where}{hint}"
+    return (f"{flags} left no font: expected part of a font's name (case-insensitive), found none "
+            f"among the {among}; their names include {examples}. Loosen "
+            f"{'--font-include' if cfg.font_include else '--font-exclude'} (`fc-list : fullname` "
+            "lists the names), or give --fonts a folder of the fonts you mean")
+
+
+def _check_coverage(cfg: SynthConfig, fonts: list, where: str, source) -> None:
+    """Every symbol the text source draws must be in some selected font: a random text with one
+    that none has would never be drawn (nor a page line). Lines of a file that hold such a symbol
+    are skipped with a note, as long as some lines can be drawn."""
+    from ocr.data.synth.fonts import describe_symbols, install_hint, uncovered
+    from ocr.data.synth.text import parse_text_source
+
+    source = source if source is not None else parse_text_source(cfg.text)
+    missing = uncovered(fonts, source.symbols())
+    if not missing:
+        return
+    units = getattr(source, "lines", None)  # a file's lines (or words): each drawn whole
+    lost = set(missing)
+    drawable = None if units is None else sum(1 for u in units if lost.isdisjoint(u))
+    filters = ", ".join(f"--{n.replace('_', '-')} {' '.join(v)}" for n, v in
+                        (("font_include", cfg.font_include), ("font_exclude", cfg.font_exclude)) if v)
+    symbols = len([c for c in source.symbols() if not c.isspace()])
+    said = (f"no selected font covers {len(missing):,} of the {symbols:,} symbols of --text "
+            f"{cfg.text} ({describe_symbols(missing)})")
+    if drawable and cfg.kind == "line":
+        import sys
+
+        print(f"note: {said}; the {len(units) - drawable} of {len(units)} "
+              f"{'words' if source.spec.startswith('words:') else 'lines'} holding them are never drawn",
+              file=sys.stderr)
+        return
+    considered = f"{len(fonts)} font{'s' * (len(fonts) != 1)} considered (from {where}"
+    raise ConfigError(
+        f"{said}: expected at least one font with a glyph for each, found none among the "
+        f"{considered}{'; ' + filters if filters else ''}). Install fonts that have them "
+        f"(Debian/Ubuntu: {install_hint(missing)}), or give --fonts a folder of such fonts"
+        f"{', or loosen ' + filters if filters else ''}")
 
 
 def line_style(cfg: SynthConfig):
@@ -202,7 +271,7 @@ def synth(cfg: SynthConfig, progress: bool | None = None) -> dict:
                else load_charset(cfg.charset))
     task = "recognition" if cfg.kind == "line" else "detection"
     validator = Validator(task=task, charset=charset, height=cfg.height, ctc_width=0)
-    renderer = Renderer(cfg, tuple(select_fonts(cfg)), line_style(cfg), validator,
+    renderer = Renderer(cfg, tuple(select_fonts(cfg, source)), line_style(cfg), validator,
                         parse_split_ratios(cfg.splits))
     check_output(cfg.output, cfg.overwrite, s3)
     started = time.perf_counter()
