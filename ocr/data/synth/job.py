@@ -49,8 +49,8 @@ class SynthConfig:
     fonts: list[str] = opt(factory=list, path="input", metavar="PATH",
                            help="font files or folders to draw with (default: the system's fonts)")
     font_include: list[str] = opt(factory=list, metavar="TEXT",
-                                  help="keep only fonts whose name (such as DejaVu Sans Bold; `fc-list : fullname` lists them) "
-                                       "contains one of these, ignoring case")
+                                  help="keep only fonts whose name (such as DejaVu Sans Bold; `fc-list : "
+                                       "fullname` lists them) contains one of these, ignoring case")
     font_exclude: list[str] = opt(factory=list, metavar="TEXT",
                                   help="drop fonts whose name contains one of these, ignoring case "
                                        "(hold fonts out for evaluation)")
