@@ -115,15 +115,16 @@ def train_models(out: str, data: dict, minutes: float, step: Steps) -> dict:
     return best
 
 
-def short_sweep(out: str, data: dict, step: Steps) -> str:
+def short_sweep(out: str, data: dict, step: Steps, steps: int = 60) -> str:
     from ocr.train.config import TrainConfig
     from ocr.tune.sweep import SweepConfig, sweep
 
     step("ocr tune: a 2-trial learning-rate sweep of the recogniser (ASHA on validation CER)")
     space = Path(out) / "space.yaml"
     space.write_text("lr: {grid: [3.0e-4, 3.0e-3]}\n")
-    cfg = TrainConfig(task="recognition", data=data["lines"], model="tiny_fast", max_steps=60, val_every=20,
-                      log_every=20, batch_size=32, warmup_steps=10)
+    cfg = TrainConfig(task="recognition", data=data["lines"], model="tiny_fast", max_steps=steps,
+                      val_every=max(1, steps // 3), log_every=max(1, steps // 3), batch_size=32,
+                      warmup_steps=min(10, steps // 6))
     summary = sweep(SweepConfig(space=str(space), num_samples=1, storage=storage.join(out, "sweeps"),
                                 name="demo-sweep", verbose=0), cfg)
     print(f"    best validation CER {summary['best_metric']}; results {summary['sweep_dir']}/results.csv")
@@ -184,7 +185,7 @@ def serve_and_ask(models: dict, out: str, angle: float, port: int, step: Steps) 
 
 
 def run(out: str, lines: int = 8000, pages: int = 400, minutes: float = 1.0, port: int = 8000,
-        num_cpus: int | None = None, serve_seconds: float | None = None) -> None:
+        num_cpus: int | None = None, serve_seconds: float | None = None, sweep_steps: int = 60) -> None:
     from ocr.paths import resolve
     from ocr.runtime import ensure_ray
 
@@ -192,10 +193,13 @@ def run(out: str, lines: int = 8000, pages: int = 400, minutes: float = 1.0, por
     step = Steps()
     step(f"starting a local Ray ({num_cpus or os.cpu_count()} CPUs, dashboard on 127.0.0.1:8265)")
     ensure_ray(num_cpus, dashboard=True)
+    from ocr.serve import check_port
+
+    check_port("127.0.0.1", port)   # step 5 serves there: a taken port is said now, not after training
     synth_out = synthesise(out, lines, pages, step)
     data = {"lines": ingest_lines(out, synth_out["lines"], step), "pages": synth_out["pages"]}
     best = train_models(out, data, minutes, step)
-    short_sweep(out, data, step)
+    short_sweep(out, data, step, sweep_steps)
     models = publish(out, best)
     url = serve_and_ask(models, out, angle=-7.0, port=port, step=step)
     took = (time.perf_counter() - step.started) / 60
@@ -222,11 +226,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--minutes", type=float, default=1.0, help="scales every training budget")
     ap.add_argument("--port", type=int, default=8000)
     ap.add_argument("--num-cpus", type=int, default=None)
+    ap.add_argument("--sweep-steps", type=int, default=60, help="steps of each sweep trial")
     ap.add_argument("--serve-seconds", type=float, default=None,
                     help="keep serving this long at the end (default: until Ctrl-C on a terminal, "
                          "else not at all)")
     args = ap.parse_args(argv)
-    run(args.out, args.lines, args.pages, args.minutes, args.port, args.num_cpus, args.serve_seconds)
+    from ocr.config import ConfigError
+
+    try:
+        run(args.out, args.lines, args.pages, args.minutes, args.port, args.num_cpus, args.serve_seconds,
+            args.sweep_steps)
+    except ConfigError as e:   # a taken --port, a Ray that does not answer: said without a traceback
+        print(f"ocr demo: error: {e}", file=sys.stderr)
+        return 2
     return 0
 
 
