@@ -326,7 +326,7 @@ def cmd_tune(args) -> int:
 def cmd_serve(args) -> int:
     import time
 
-    from ocr.serve import deploy
+    from ocr.serve import APP_NAME, deploy
     from ocr.serve.config import ServeConfig
 
     url = deploy(config_from_args(ServeConfig, args))
@@ -335,6 +335,12 @@ def cmd_serve(args) -> int:
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
+        # a joined Ray (ray start, RAY_ADDRESS) outlives this process: take the app down with
+        # us, so its replicas give their CPUs back (a Ray started here ends with the process)
+        from ray import serve
+
+        serve.delete(APP_NAME)
+        print("stopped serving", flush=True)
         return 0
 
 
@@ -362,62 +368,75 @@ def cmd_models(args) -> int:
 
 
 def _commands() -> list[tuple]:
-    """(name, help, config class, positional fields, function, takes --config) of every command."""
-    from ocr.data.synth.job import SynthConfig
-    from ocr.deskew import DeskewConfig
-    from ocr.eval.detection import DetectionEvalConfig
-    from ocr.eval.orientation import OrientationEvalConfig
-    from ocr.eval.recognition import EvalConfig
-    from ocr.serve.config import ServeConfig
-    from ocr.train.config import TrainConfig
-    from ocr.tune.sweep import SweepConfig
-
+    """(name, help, its config class as "module:Class", positional fields, function, takes
+    --config) of every command. Classes are named, not imported: a command imports only its
+    own (``ocr.deskew`` pulls torch, 1.5 s that ``ocr synth`` or ``ocr --help`` need not pay)."""
     return [
-        ("ingest", "raw image/label sets to Parquet shards", C.IngestConfig, ("inputs",), cmd_ingest, True),
-        ("synth", "render synthetic lines or pages into shards", SynthConfig, (), cmd_synth, True),
-        ("export-lmdb", "shards back to a deep-text-recognition-benchmark LMDB", ExportLmdbConfig,
+        ("ingest", "raw image/label sets to Parquet shards", "ocr.config:IngestConfig", ("inputs",),
+         cmd_ingest, True),
+        ("synth", "render synthetic lines or pages into shards", "ocr.data.synth.job:SynthConfig", (),
+         cmd_synth, True),
+        ("export-lmdb", "shards back to a deep-text-recognition-benchmark LMDB", "ocr.cli:ExportLmdbConfig",
          ("shards", "output"), cmd_export_lmdb, False),
-        ("charset", "show a charset: size, hash, num_classes", CharsetConfig, ("spec",), cmd_charset, False),
-        ("train", "train a model on shards with Ray Train (ocr train recognition ...)", TrainConfig,
-         ("task",), cmd_train, True),
+        ("charset", "show a charset: size, hash, num_classes", "ocr.cli:CharsetConfig", ("spec",),
+         cmd_charset, False),
+        ("train", "train a model on shards with Ray Train (ocr train recognition ...)",
+         "ocr.train.config:TrainConfig", ("task",), cmd_train, True),
         ("eval", "evaluate a checkpoint on shards or a raw labelled set (detection and orientation "
-         "checkpoints go to eval-detection / eval-orientation)", EvalConfig, ("checkpoint", "data"),
-         cmd_eval, True),
+         "checkpoints go to eval-detection / eval-orientation)", "ocr.eval.recognition:EvalConfig",
+         ("checkpoint", "data"), cmd_eval, True),
         ("eval-detection", "evaluate a detection checkpoint (mAP; end-to-end reading with "
-         "--roi-checkpoint)", DetectionEvalConfig, ("checkpoint", "data"), cmd_eval_detection, True),
+         "--roi-checkpoint)", "ocr.eval.detection:DetectionEvalConfig", ("checkpoint", "data"),
+         cmd_eval_detection, True),
         ("eval-orientation", "evaluate an orientation checkpoint, or 'classical' (skew error, "
-         "orientation accuracy)", OrientationEvalConfig, ("checkpoint", "data"), cmd_eval_orientation, True),
+         "orientation accuracy)", "ocr.eval.orientation:OrientationEvalConfig", ("checkpoint", "data"),
+         cmd_eval_orientation, True),
         ("deskew", "write upright copies of page images and print the angle found (--checkpoint: an "
-         "orientation model; none: the classical method)", DeskewConfig, ("inputs",), cmd_deskew, True),
-        ("recognize", "read text-line images with a checkpoint", RecognizeConfig, ("checkpoint", "images"),
-         cmd_recognize, False),
-        ("export", "export a checkpoint to TorchScript and ONNX, with a parity check", ExportConfig,
+         "orientation model; none: the classical method)", "ocr.deskew:DeskewConfig", ("inputs",),
+         cmd_deskew, True),
+        ("recognize", "read text-line images with a checkpoint", "ocr.cli:RecognizeConfig",
+         ("checkpoint", "images"), cmd_recognize, False),
+        ("export", "export a checkpoint to TorchScript and ONNX, with a parity check", "ocr.cli:ExportConfig",
          ("checkpoint",), cmd_export, False),
         ("tune", "sweep hyperparameters with Ray Tune around the same trainer (--config: the training "
-         "config; --train-set KEY=VALUE overrides it)", SweepConfig, (), cmd_tune, True),
+         "config; --train-set KEY=VALUE overrides it)", "ocr.tune.sweep:SweepConfig", (), cmd_tune, True),
         ("serve", "serve the deskew -> ROI -> recognition graph on Ray Serve (serve_config.yaml does the "
-         "same with `serve run`)", ServeConfig, (), cmd_serve, True),
-        ("client", "send an image to a running service and print what it read", ClientConfig, ("image",),
-         cmd_client, False),
+         "same with `serve run`)", "ocr.serve.config:ServeConfig", (), cmd_serve, True),
+        ("client", "send an image to a running service and print what it read", "ocr.cli:ClientConfig",
+         ("image",), cmd_client, False),
         ("models", "list the model presets", None, (), cmd_models, False),
-        ("manifest", "print the summary of a shard folder", ShardsConfig, ("shards",), cmd_manifest, False),
+        ("manifest", "print the summary of a shard folder", "ocr.cli:ShardsConfig", ("shards",),
+         cmd_manifest, False),
     ]
 
 
-def build_parser() -> argparse.ArgumentParser:
+def config_class(spec: str):
+    """The class a ``"module:Class"`` spec of :func:`_commands` names."""
+    import importlib
+
+    module, _, name = spec.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """Every command with its flags; with ``only``, the flags of that command alone (the others
+    are listed, their config modules not imported)."""
     parser = argparse.ArgumentParser(prog="ocr", description="OCR training and serving on Ray. "
                                      "`ocr COMMAND --help` lists a command's flags.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, text, cls, positional, func, with_config in _commands():
+    for name, text, spec, positional, func, with_config in _commands():
         p = sub.add_parser(name, help=text, description=text)
-        if cls is not None:
-            add_config_args(p, cls, positional, with_config)
+        if spec is not None and only in (None, name):
+            add_config_args(p, config_class(spec), positional, with_config)
         p.set_defaults(func=func)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    command = next((a for a in argv if not a.startswith("-")), None)
+    names = {c[0] for c in _commands()}
+    args = build_parser(only=command if command in names else None).parse_args(argv)
     try:
         return args.func(args)
     except (C.ConfigError, FileNotFoundError, ValueError) as e:

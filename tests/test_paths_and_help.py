@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from ocr import config as C
-from ocr.cli import _commands, build_parser, config_from_args
+from ocr.cli import _commands, build_parser, config_class, config_from_args
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -32,8 +32,8 @@ def _ocr(args: list[str], cwd: Path, env: dict | None = None) -> subprocess.Comp
 
 def _parse(argv: list[str]):
     args = build_parser().parse_args(argv)
-    cls = {name: cls for name, _, cls, *_ in _commands()}[argv[0]]
-    return config_from_args(cls, args)
+    spec = {name: spec for name, _, spec, *_ in _commands()}[argv[0]]
+    return config_from_args(config_class(spec), args)
 
 
 def test_flags_are_resolved_from_the_working_folder(tmp_path, monkeypatch):
@@ -141,6 +141,13 @@ def test_choices_and_positionals_are_listed():
     ingest = " ".join(subs["ingest"].format_help().split())
     assert "--layout {auto,gt,labels,aihub,filename,lmdb,labelme,coco}" in ingest
     assert "[SPLIT=]PATH" in ingest
+
+
+def test_a_command_imports_only_its_own_config():
+    code = ("import sys; from ocr.cli import build_parser; build_parser(only='synth')"
+            ".parse_args(['synth', '--count', '3']); print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "False", out.stderr[-2000:]
 
 
 def test_hidden_test_flags_are_still_accepted_and_a_bad_choice_is_refused(tmp_path, monkeypatch):

@@ -318,8 +318,10 @@ class Session:
                 proc.kill()
                 proc.wait()
             reader.join(timeout=10)
-            logs.append(f"$ {serve}   (Ctrl-C after the clients: exit {proc.returncode}; the application "
-                        f"{'still answers' if self._answers() else 'is gone'})\n{''.join(out)[-8000:]}")
+            after_ctrl_c = (f"Ctrl-C after the clients: exit {proc.returncode}; the application "
+                            f"{'still answers' if self._answers() else 'is gone'}")
+            print(f"  ocr serve: {after_ctrl_c}")
+            logs.append(f"$ {serve}   ({after_ctrl_c})\n{''.join(out)[-8000:]}")
             # The application outlives `ocr serve` on a running Ray: shut it down, freeing its CPUs.
             self.bash("python -c 'import ray; from ray import serve; ray.init(); serve.shutdown()'",
                       name + "-shutdown", 300)

@@ -329,3 +329,20 @@ def test_an_averaged_run_checkpoints_the_average_and_resumes_both(digits, tmp_pa
                                                          averaged[next(iter(raw))])
     again = train(_cfg(digits, tmp_path, name="averaged", num_workers=1, max_steps=12, val_every=4, ema=0.9))
     assert again["resumed"] and again["final"]["step"] == 12 and again["final"]["restarts"] == 1
+
+
+def test_a_worker_with_no_validation_rows_gets_an_empty_slice(digits, monkeypatch):
+    """More workers than validation rows (a tiny val split on 2 workers): the last worker's
+    slice is empty, not an Arrow error that fails the run at its first validation."""
+    from ocr.data.shards import read_manifest
+    from ocr.train import dist
+    from ocr.train.task import _VAL_CACHE, val_batches
+
+    n_val = read_manifest(str(digits))["counts"]["per_split"]["val"]["written"]
+    monkeypatch.setattr(dist, "rank_and_world", lambda: (n_val, n_val + 1))
+    _VAL_CACHE.clear()
+    assert list(val_batches(TrainConfig(data=str(digits)), ["label"])) == []
+    monkeypatch.setattr(dist, "rank_and_world", lambda: (0, n_val + 1))
+    (batch,) = val_batches(TrainConfig(data=str(digits)), ["label"])
+    assert len(batch["label"]) == 1
+    _VAL_CACHE.clear()

@@ -50,7 +50,8 @@ def val_batches(cfg: TrainConfig, columns: list[str]):
     key = (data, cfg.val_split, tuple(columns), rank, world)
     if key not in _VAL_CACHE:
         table = pa.concat_tables(read_rows(data, cfg.val_split, columns))
-        _VAL_CACHE[key] = table.take(list(range(rank, table.num_rows, world)))
+        # typed indices: a worker with no rows (fewer val rows than workers) takes an empty slice
+        _VAL_CACHE[key] = table.take(pa.array(range(rank, table.num_rows, world), type=pa.int64()))
     table = _VAL_CACHE[key]
     for start in range(0, table.num_rows, cfg.batch_size):
         part = table.slice(start, cfg.batch_size)
