@@ -220,13 +220,14 @@ def run(out: str, lines: int = 8000, pages: int = 400, minutes: float = 1.0, por
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--out", default="outputs/demo", help="output folder")
-    ap.add_argument("--lines", type=int, default=8000, help="synthetic text lines")
-    ap.add_argument("--pages", type=int, default=400, help="synthetic pages")
-    ap.add_argument("--minutes", type=float, default=1.0, help="scales every training budget")
-    ap.add_argument("--port", type=int, default=8000)
-    ap.add_argument("--num-cpus", type=int, default=None)
-    ap.add_argument("--sweep-steps", type=int, default=60, help="steps of each sweep trial")
+    ap.add_argument("--out", default="outputs/demo", help="output folder (relative: from the working "
+                    "folder); everything the demo makes goes under it")
+    ap.add_argument("--lines", type=int, default=8000, help="synthetic digit lines to render and train on")
+    ap.add_argument("--pages", type=int, default=400, help="synthetic pages for the detector and orientation model")
+    ap.add_argument("--minutes", type=float, default=1.0, help="scales every training budget (1: 3, 7 and 3 minutes)")
+    ap.add_argument("--port", type=int, default=8000, help="HTTP port of the service on 127.0.0.1")
+    ap.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray (default: all)")
+    ap.add_argument("--sweep-steps", type=int, default=60, help="optimiser steps of each of the 2 sweep trials")
     ap.add_argument("--serve-seconds", type=float, default=None,
                     help="keep serving this long at the end (default: until Ctrl-C on a terminal, "
                          "else not at all)")
