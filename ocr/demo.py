@@ -223,8 +223,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="outputs/demo", help="output folder (relative: from the working "
                     "folder); everything the demo makes goes under it")
     ap.add_argument("--lines", type=int, default=8000, help="synthetic digit lines to render and train on")
-    ap.add_argument("--pages", type=int, default=400, help="synthetic pages for the detector and orientation model")
-    ap.add_argument("--minutes", type=float, default=1.0, help="scales every training budget (1: 3, 7 and 3 minutes)")
+    ap.add_argument("--pages", type=int, default=400, help="synthetic pages for the detector and "
+                    "orientation model")
+    ap.add_argument("--minutes", type=float, default=1.0, help="scales every training budget (1: 3, 7 "
+                    "and 3 minutes)")
     ap.add_argument("--port", type=int, default=8000, help="HTTP port of the service on 127.0.0.1")
     ap.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray (default: all)")
     ap.add_argument("--sweep-steps", type=int, default=60, help="optimiser steps of each of the 2 sweep trials")
