@@ -229,7 +229,8 @@ def main(argv: list[str] | None = None) -> int:
                     "and 3 minutes)")
     ap.add_argument("--port", type=int, default=8000, help="HTTP port of the service on 127.0.0.1")
     ap.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray (default: all)")
-    ap.add_argument("--sweep-steps", type=int, default=60, help="optimiser steps of each of the 2 sweep trials")
+    ap.add_argument("--sweep-steps", type=int, default=60, help="optimiser steps of each of the 2 "
+                    "sweep trials")
     ap.add_argument("--serve-seconds", type=float, default=None,
                     help="keep serving this long at the end (default: until Ctrl-C on a terminal, "
                          "else not at all)")
