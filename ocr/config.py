@@ -17,6 +17,8 @@ from typing import Any
 
 import yaml
 
+from ocr import paths
+
 CONFIG_DIR = Path(__file__).parent / "configs"
 
 
@@ -84,8 +86,6 @@ def opt(default: Any = dataclasses.MISSING, help: str = "", *, factory: Any = No
 def resolve_paths(cls, data: dict, base: str | None = None, check: bool = True) -> dict:
     """``data`` with every local path of ``cls``'s path fields made absolute from ``base``
     (default: the working folder); missing inputs are refused (see :mod:`ocr.paths`)."""
-    from ocr import paths
-
     out = dict(data)
     for f in dataclasses.fields(cls):
         kind = f.metadata.get("path")
@@ -115,8 +115,6 @@ def resolve_paths(cls, data: dict, base: str | None = None, check: bool = True) 
 
 def _resolve_charset(spec: str, base, name, check) -> str:
     """A charset spec naming a file (``file:X``, ``X.txt``, ``X.json``) with the file resolved."""
-    from ocr import paths
-
     if spec.startswith("file:"):
         return "file:" + paths.resolve(spec[5:], "input", base, name, check)
     if spec.endswith((".txt", ".json")) and "+" not in spec:
@@ -126,8 +124,6 @@ def _resolve_charset(spec: str, base, name, check) -> str:
 
 def _resolve_text_source(spec: str, base, name, check) -> str:
     """A synth text source naming a file (``file:PATH``, ``words:PATH:MIN-MAX``), resolved."""
-    from ocr import paths
-
     kind, sep, rest = spec.partition(":")
     if kind == "file" and sep:
         return "file:" + paths.resolve(rest, "input", base, name, check)
@@ -189,7 +185,7 @@ def load(cls, path: str | None = None, overrides: dict | None = None) -> Any:
     data = {}
     if path:
         raw, base = read_yaml(path)
-        data = resolve_paths(cls, raw, base) if isinstance(raw, dict) else raw
+        data = resolve_paths(cls, raw, base)
     given = {k: v for k, v in (overrides or {}).items() if v is not None}
     data.update(resolve_paths(cls, given))
     return from_dict(cls, data)

@@ -115,22 +115,29 @@ def _per_reason(reasons: dict) -> dict:
             for r, c in sorted(reasons.items())}
 
 
-def _merge_boxes(blocks: list[dict]) -> tuple[dict, dict]:
-    """(the manifest's ``counts["boxes"]``, each source's box counts) of detection blocks."""
-    splits, sources = defaultdict(_box_zero), defaultdict(_box_zero)
+def _sum_counts(parts: list[dict], zero) -> tuple[dict, dict, dict, dict]:
+    """(per split, per source, per reason, totals) summed over blocks' ``splits``, ``sources``
+    and ``reasons`` tables; ``zero`` makes a row of the unit's counters."""
+    splits, sources = defaultdict(zero), defaultdict(zero)
     reasons: dict = defaultdict(Counter)
-    for b in blocks:
-        boxes = b.get("boxes") or {"splits": {}, "sources": {}, "reasons": {}}
-        for table, target in ((boxes["splits"], splits), (boxes["sources"], sources)):
+    for part in parts:
+        for table, target in ((part["splits"], splits), (part["sources"], sources)):
             for name, counts in table.items():
                 for k, v in counts.items():
                     target[name][k] += v
-        for reason, per_split in boxes["reasons"].items():
+        for reason, per_split in part["reasons"].items():
             reasons[reason].update(per_split)
-    totals = _box_zero()
+    totals = zero()
     for counts in splits.values():
         for k in totals:
             totals[k] += counts[k]
+    return splits, sources, reasons, totals
+
+
+def _merge_boxes(blocks: list[dict]) -> tuple[dict, dict]:
+    """(the manifest's ``counts["boxes"]``, each source's box counts) of detection blocks."""
+    empty = {"splits": {}, "sources": {}, "reasons": {}}
+    splits, sources, reasons, totals = _sum_counts([b.get("boxes") or empty for b in blocks], _box_zero)
     return ({"unit": "box", **totals, "per_split": {k: splits[k] for k in sorted(splits)},
              "per_reason": _per_reason(reasons)}, dict(sources))
 
@@ -138,26 +145,15 @@ def _merge_boxes(blocks: list[dict]) -> tuple[dict, dict]:
 def merge_stats(blocks: list[dict], task: str | None = None) -> dict:
     """Blocks' statistics (in chunk order) to the manifest's counts and lists; ``task``
     "detection" (or any block with box counts) adds the box counts."""
-    splits, sources = defaultdict(_zero), defaultdict(_zero)
-    reasons: dict = defaultdict(Counter)
+    splits, sources, reasons, totals = _sum_counts(blocks, _zero)
     lengths, dropped = Counter(), Counter()
     rejects, shard_list, max_steps = [], [], 0
     for b in blocks:
-        for table, target in ((b["splits"], splits), (b["sources"], sources)):
-            for name, counts in table.items():
-                for k, v in counts.items():
-                    target[name][k] += v
-        for reason, per_split in b["reasons"].items():
-            reasons[reason].update(per_split)
         lengths.update({int(k): v for k, v in b["label_lengths"].items()})
         dropped.update(b["dropped"])
         rejects.extend(b["rejects"])
         shard_list.extend(b["shards"])
         max_steps = max(max_steps, b["max_ctc_steps"])
-    totals = _zero()
-    for counts in splits.values():
-        for k in totals:
-            totals[k] += counts[k]
     n = sum(lengths.values())
     label_length = {"count": n}
     if n:
