@@ -19,7 +19,7 @@ import time
 
 import torch
 
-from ocr.models.detection import create_detector
+from ocr.models.detection import DETECTORS
 
 TARGET_FPS_320 = 25.0
 
@@ -40,7 +40,7 @@ def measure(model: torch.nn.Module, size: int, iters: int, warmup: int) -> tuple
 
 def build(name: str, size: int, num_classes: int, fused: bool) -> torch.nn.Module:
     torch.manual_seed(0)
-    model = create_detector(name, num_classes=num_classes, size=size).eval()
+    model = DETECTORS.create(name, num_classes=num_classes, size=size).eval()
     # an untrained head scores everything alike; a realistic threshold keeps NMS input typical
     model.score_thresh = 0.3
     return model.fuse_for_inference() if fused else model

@@ -43,11 +43,13 @@ from common import CACHE, HELD_OUT_FONTS, TRAIN_FONTS, TRAIN_SET_TAG  # noqa: E4
 from ocr.charset import Charset  # noqa: E402
 from ocr.config import parse_split_ratios  # noqa: E402
 from ocr.data import shards  # noqa: E402
-from ocr.data.synth.job import SynthConfig, select_fonts  # noqa: E402
+from ocr.data.config import SynthConfig
+from ocr.data.synth.job import select_fonts  # noqa: E402
 from ocr.data.synth.page import PageStyle, render_page  # noqa: E402
 from ocr.data.synth.text import parse_text_source  # noqa: E402
 from ocr.data.validate import sample_id, split_of  # noqa: E402
-from ocr.eval.detection import DetectionEvalConfig, evaluate_detector  # noqa: E402
+from ocr.eval.config import DetectionEvalConfig  # noqa: E402
+from ocr.eval.detection import evaluate_detector  # noqa: E402
 from ocr.runtime import ensure_ray  # noqa: E402
 from ocr.train.config import TrainConfig  # noqa: E402
 from ocr.train.run import train  # noqa: E402

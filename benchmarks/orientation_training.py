@@ -33,8 +33,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from common import CACHE, HELD_OUT_FONTS, TRAIN_FONTS, TRAIN_SET_TAG  # noqa: E402
 
-from ocr.data.synth.job import SynthConfig, synth  # noqa: E402
-from ocr.eval.orientation import OrientationEvalConfig, evaluate_orienter  # noqa: E402
+from ocr.data.config import SynthConfig
+from ocr.data.synth.job import synth  # noqa: E402
+from ocr.eval.config import OrientationEvalConfig  # noqa: E402
+from ocr.eval.orientation import evaluate_orienter  # noqa: E402
 from ocr.runtime import ensure_ray  # noqa: E402
 from ocr.train.config import TrainConfig  # noqa: E402
 from ocr.train.run import train  # noqa: E402
@@ -67,7 +69,7 @@ def latency(checkpoint: str | None, data: Path, pages: int) -> float:
 
     from ocr.data.images import decode
     from ocr.data.shards import read_rows
-    from ocr.deskew import PageDeskewer
+    from ocr.infer import PageDeskewer
 
     torch.set_num_threads(2)
     deskewer = PageDeskewer.load(checkpoint)

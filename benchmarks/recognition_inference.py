@@ -23,7 +23,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from ocr.charset import load_charset
-from ocr.models.recognition import create_recognizer
+from ocr.models.recognition import RECOGNIZERS
 
 SHAPE = (1, 32, 100)
 
@@ -48,7 +48,7 @@ def flops_per_line(model) -> int:
 
 
 def build(name: str, num_classes: int):
-    model = create_recognizer(name, num_classes=num_classes, height=SHAPE[1], width=SHAPE[2]).eval()
+    model = RECOGNIZERS.create(name, num_classes=num_classes, height=SHAPE[1], width=SHAPE[2]).eval()
     if model.prediction == "attn":
         with torch.no_grad():
             model.head.generator.bias[model.head.eos] = -1e4  # decode all max_length + 1 steps

@@ -33,8 +33,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from common import CACHE, HELD_OUT_FONTS, TRAIN_FONTS, TRAIN_SET_TAG  # noqa: E402
 
-from ocr.data.synth.job import SynthConfig, synth  # noqa: E402
-from ocr.eval.recognition import EvalConfig, evaluate  # noqa: E402
+from ocr.data.config import SynthConfig
+from ocr.data.synth.job import synth  # noqa: E402
+from ocr.eval.config import EvalConfig  # noqa: E402
+from ocr.eval.recognition import evaluate  # noqa: E402
 from ocr.runtime import ensure_ray  # noqa: E402
 from ocr.train.config import TrainConfig  # noqa: E402
 from ocr.train.run import train  # noqa: E402

@@ -79,21 +79,21 @@ def untrained_checkpoints(root: Path) -> dict:
     """Default presets, random weights: the serving compute without a training run."""
     import torch
 
+    from ocr import checkpoint
     from ocr.charset import load_charset
-    from ocr.models.detection import create_detector
-    from ocr.models.recognition import create_recognizer
-    from ocr.train import checkpoint
+    from ocr.models.detection import DETECTORS
+    from ocr.models.recognition import RECOGNIZERS
 
     torch.manual_seed(0)
     cs = load_charset("digits")
     line = {"height": 32, "width": 100, "keep_ratio": True, "pad": "replicate", "channels": 1,
             "mean": 0.5, "std": 0.5}
     page = {**line, "height": 320, "width": 320, "keep_ratio": False, "channels": 3}
-    rec = create_recognizer("fast", num_classes=cs.num_classes)
+    rec = RECOGNIZERS.create("fast", num_classes=cs.num_classes)
     checkpoint.save(root / "rec", rec, {"task": "recognition", "arch": rec.arch_config(),
                                         "charset": cs.to_json(), "preprocess": line, "step": 0,
                                         "config": {"name": "untrained-fast"}})
-    det = create_detector("ssdlite_mobilenetv2", num_classes=2, size=320, channels=3)
+    det = DETECTORS.create("ssdlite_mobilenetv2", num_classes=2, size=320, channels=3)
     checkpoint.save(root / "roi", det, {"task": "detection", "arch": det.arch_config(), "charset": None,
                                         "preprocess": page, "classes": ["__background__", "line"],
                                         "target": "line", "readout": None, "step": 0,
@@ -270,8 +270,8 @@ def main() -> None:
     from ray import serve
 
     from ocr.runtime import ensure_ray
-    from ocr.serve import deploy
     from ocr.serve.config import ServeConfig
+    from ocr.serve.deploy import deploy
 
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -305,7 +305,7 @@ _STATS_LOOP = asyncio.new_event_loop()
 def recognizer_stats() -> dict:
     from ray import serve
 
-    from ocr.serve import APP_NAME
+    from ocr.serve.deploy import APP_NAME
 
     async def stats():   # inside an event loop (one for the whole run): throughput-optimized handles need it
         return await serve.get_deployment_handle("Recognizer", APP_NAME).stats.remote()

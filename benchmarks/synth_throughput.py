@@ -28,7 +28,8 @@ def main() -> None:
     args = ap.parse_args()
 
 
-    from ocr.data.synth.job import SynthConfig, synth
+    from ocr.data.config import SynthConfig
+    from ocr.data.synth.job import synth
     from ocr.runtime import ensure_ray, stop_ray
 
     ensure_ray(args.cpus)

@@ -25,7 +25,8 @@ from recognition_training import render  # noqa: E402
 
 from ocr.runtime import ensure_ray  # noqa: E402
 from ocr.train.config import TrainConfig  # noqa: E402
-from ocr.tune.sweep import SweepConfig, sweep  # noqa: E402
+from ocr.tune.config import SweepConfig  # noqa: E402
+from ocr.tune.sweep import sweep  # noqa: E402
 
 
 def main() -> None:

@@ -5,84 +5,15 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import importlib
 import json
 import sys
-import typing
+import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from ocr import config as C
-from ocr.config import opt
-
-
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
-def field_help(f) -> str:
-    """The field's sentence, its choices and its default, for ``--help``."""
-    meta = f.metadata
-    text = meta.get("help") or f.name.replace("_", " ")
-    default = _default(f)
-    if default not in ("''", "[]", "None", "required"):
-        text += f" (default: {default})"
-    return text.replace("%", "%%")
-
-
-def add_config_args(parser: argparse.ArgumentParser, cls, positional: tuple[str, ...] = (),
-                    with_config: bool = True) -> None:
-    """One flag per dataclass field (defaults stay in the dataclass: flags default to None)."""
-    if with_config:
-        parser.add_argument("--config", metavar="YAML", help="YAML file (or preset name) with "
-                            "defaults for this command; keys as the flags with _, relative paths "
-                            "in it taken from the file's folder")
-    hints = typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):
-        hint = hints[f.name]
-        is_list = typing.get_origin(hint) in (list, tuple)
-        meta = f.metadata
-        choices = meta.get("choices") or None
-        help_text = argparse.SUPPRESS if meta.get("hidden") else field_help(f)
-        metavar = meta.get("metavar") or _metavar(hint, meta.get("path"))
-        if f.name in positional:
-            parser.add_argument(f.name, nargs="*" if is_list else "?", default=None, choices=choices,
-                                metavar=None if choices else (metavar or f.name.upper()), help=help_text)
-            parser.add_argument(_flag(f.name), dest=f"{f.name}_flag", nargs="+" if is_list else None,
-                                default=None, help=argparse.SUPPRESS)
-        elif hint is bool:
-            parser.add_argument(_flag(f.name), dest=f.name, action=argparse.BooleanOptionalAction,
-                                default=None, help=help_text)
-        else:
-            parser.add_argument(_flag(f.name), dest=f.name, nargs="+" if is_list else None,
-                                default=None, choices=choices, metavar=metavar, help=help_text)
-
-
-def _metavar(hint, path_kind: str | None) -> str | None:
-    """PATH, N or X: what a flag's value is, at a glance."""
-    if path_kind in ("input", "output", "file", "checkpoint", "ingest_input"):
-        return "PATH"
-    inner = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
-    return {int: "N", float: "X"}.get(inner[0])
-
-
-def _default(f) -> str:
-    if f.default is not dataclasses.MISSING:
-        return repr(f.default)
-    if f.default_factory is not dataclasses.MISSING:
-        return repr(f.default_factory())
-    return "required"
-
-
-def config_from_args(cls, args: argparse.Namespace):
-    overrides = {}
-    for f in dataclasses.fields(cls):
-        value = getattr(args, f.name, None)
-        flag_value = getattr(args, f"{f.name}_flag", None)
-        if value in (None, []) and flag_value is not None:
-            value = flag_value
-        if value not in (None, []):
-            overrides[f.name] = value
-    return C.load(cls, getattr(args, "config", None), overrides)
+from ocr.config import add_config_args, config_from_args, opt
 
 
 # --- the configs of the small commands (the others live beside the code they drive) ---------
@@ -140,6 +71,8 @@ def _required(cfg, *names: str):
 
 
 # --- commands ----------------------------------------------------------------------------
+# Each handler imports its stage inside the function (lazy on purpose): building the parser,
+# `ocr --help` or `ocr synth`, must not pay for torch or Ray (seconds) that it does not use.
 def _report(manifest: dict, output: str) -> int:
     """Print the summary; exit 0 when anything was written, 1 when nothing could be."""
     from ocr.data.ingest import summary_table
@@ -151,14 +84,16 @@ def _report(manifest: dict, output: str) -> int:
 
 
 def cmd_ingest(args) -> int:
+    from ocr.data.config import IngestConfig
     from ocr.data.ingest import ingest
 
-    cfg = config_from_args(C.IngestConfig, args)
+    cfg = config_from_args(IngestConfig, args)
     return _report(ingest(cfg), cfg.output)
 
 
 def cmd_synth(args) -> int:
-    from ocr.data.synth.job import SynthConfig, synth
+    from ocr.data.config import SynthConfig
+    from ocr.data.synth.job import synth
 
     cfg = config_from_args(SynthConfig, args)
     return _report(synth(cfg), cfg.output)
@@ -210,52 +145,29 @@ def cmd_train(args) -> int:
     return 0
 
 
+def _evaluate(task: str, args) -> int:
+    """Evaluate with the family of ``task`` (its config from the flags given) and print the summary."""
+    from ocr.families import family
+
+    fam = family(task)
+    print(fam.summary_text(fam.evaluate(config_from_args(fam.eval_config, args))))
+    return 0
+
+
 def cmd_eval(args) -> int:
-    from ocr.eval.recognition import EvalConfig, evaluate
-    from ocr.train import checkpoint
+    from ocr import checkpoint
+    from ocr.eval.config import EvalConfig
 
     cfg = config_from_args(EvalConfig, args)
-    task = checkpoint.read_meta(cfg.checkpoint)["task"]
-    if task == "detection":
-        return cmd_eval_detection(args)  # with the flags eval shares with eval-detection
-    if task == "orientation":
-        return cmd_eval_orientation(args)  # likewise
-    s = evaluate(cfg)
-    print(f"{s['samples']} lines: CER {s['cer']:.4f}  NED {s['ned']:.4f}  char accuracy "
-          f"{s['char_accuracy']:.4f}  word accuracy {s['word_accuracy']:.4f}  "
-          f"({s['unreadable']} unreadable, {s['lines_per_s']} lines/s)\nwrote {s['output']}/"
-          "predictions.csv, summary.json, report.html")
-    return 0
+    return _evaluate(checkpoint.read_meta(cfg.checkpoint)["task"], args)   # the flags eval shares
 
 
 def cmd_eval_detection(args) -> int:
-    from ocr.eval.detection import DetectionEvalConfig, evaluate_detector
-
-    s = evaluate_detector(config_from_args(DetectionEvalConfig, args))
-    line = (f"{s['images']} images: mAP@0.5 {s['map50']:.4f}  mAP@[.5:.95] {s['map']:.4f}  "
-            f"precision {s['precision']:.4f}  recall {s['recall']:.4f} (score >= {s['score_threshold']})")
-    if "text" in s:
-        line += (f"\n{s['text']['samples']} lines read: text accuracy {s['text_accuracy'] or 0:.4f}  "
-                 f"CER {s['text']['cer'] or 0:.4f}")
-    if "roi" in s:
-        line += f"\nlines found: mAP@0.5 {s['roi']['map50']:.4f}  recall {s['roi']['recall']:.4f}"
-    wrote = f"{s['output']}/summary.json" + (f", {s['predictions']}" if "predictions" in s else "")
-    print(f"{line}\nwrote {wrote}")
-    return 0
+    return _evaluate("detection", args)
 
 
 def cmd_eval_orientation(args) -> int:
-    from ocr.eval.orientation import OrientationEvalConfig, evaluate_orienter
-
-    s = evaluate_orienter(config_from_args(OrientationEvalConfig, args))
-    classes = "  ".join(f"{c}: P {v['precision']:.3f} R {v['recall']:.3f} F1 {v['f1']:.3f}"
-                        for c, v in s["per_class"].items())
-    print(f"{s['pages']} pages ({s['method']}): skew MAE {s['skew_mae']:.3f} deg (median "
-          f"{s['skew_median']:.3f}, max {s['skew_max']:.2f}), within 0.5 deg {s['within_0_5']:.4f}, "
-          f"within 1 deg {s['within_1']:.4f}\norientation accuracy {s['orientation_accuracy']:.4f}  "
-          f"{classes}\nangle MAE (total, orientation included) {s['angle_mae']:.3f} deg; "
-          f"{s['ms_per_page']} ms/page\nwrote {s['output']}/predictions.csv, summary.json")
-    return 0
+    return _evaluate("orientation", args)
 
 
 def cmd_deskew(args) -> int:
@@ -276,8 +188,6 @@ def cmd_deskew(args) -> int:
 
 
 def cmd_recognize(args) -> int:
-    from pathlib import Path
-
     from ocr.infer import LineReader
 
     cfg = _required(config_from_args(RecognizeConfig, args), "checkpoint", "images")
@@ -295,11 +205,11 @@ def cmd_recognize(args) -> int:
 def cmd_export(args) -> int:
     import torch
 
+    from ocr import checkpoint
     from ocr.export import assert_parity, check_parity, export_recognizer
-    from ocr.train import checkpoint
 
     cfg = _required(config_from_args(ExportConfig, args), "checkpoint", "output")
-    model, meta = checkpoint.load(cfg.checkpoint)
+    model, meta = checkpoint.load(cfg.checkpoint, "recognition")
     paths = export_recognizer(model, meta, cfg.output, tuple(cfg.formats))
     p = meta["preprocess"]
     images = torch.rand(4, p["channels"], p["height"], p["width"], generator=torch.Generator().manual_seed(0))
@@ -313,7 +223,8 @@ def cmd_export(args) -> int:
 
 def cmd_tune(args) -> int:
     from ocr.train.config import TrainConfig
-    from ocr.tune.sweep import SweepConfig, sweep
+    from ocr.tune.config import SweepConfig
+    from ocr.tune.sweep import sweep
 
     sweep_cfg = config_from_args(SweepConfig, argparse.Namespace(**{**vars(args), "config": None}))
     train_cfg = C.load(TrainConfig, args.config, C.parse_overrides(sweep_cfg.train_set))
@@ -324,10 +235,8 @@ def cmd_tune(args) -> int:
 
 
 def cmd_serve(args) -> int:
-    import time
-
-    from ocr.serve import APP_NAME, deploy
     from ocr.serve.config import ServeConfig
+    from ocr.serve.deploy import APP_NAME, deploy
 
     url = deploy(config_from_args(ServeConfig, args))
     print(f"serving on {url} (web page {url}/, API docs {url}/docs); Ctrl-C stops", flush=True)
@@ -357,13 +266,10 @@ def cmd_client(args) -> int:
 
 
 def cmd_models(args) -> int:
-    from ocr.models.detection import list_detectors
-    from ocr.models.orientation import list_orienters
-    from ocr.models.recognition import list_recognizers
+    from ocr.models import REGISTRIES
 
-    print("recognition: " + ", ".join(list_recognizers()))
-    print("detection:   " + ", ".join(list_detectors()))
-    print("orientation: " + ", ".join(list_orienters()))
+    for task, registry in REGISTRIES.items():
+        print(f"{task + ':':12} " + ", ".join(registry.names()))
     return 0
 
 
@@ -372,9 +278,9 @@ def _commands() -> list[tuple]:
     --config) of every command. Classes are named, not imported: a command imports only its
     own (``ocr.deskew`` pulls torch, 1.5 s that ``ocr synth`` or ``ocr --help`` need not pay)."""
     return [
-        ("ingest", "raw image/label sets to Parquet shards", "ocr.config:IngestConfig", ("inputs",),
+        ("ingest", "raw image/label sets to Parquet shards", "ocr.data.config:IngestConfig", ("inputs",),
          cmd_ingest, True),
-        ("synth", "render synthetic lines or pages into shards", "ocr.data.synth.job:SynthConfig", (),
+        ("synth", "render synthetic lines or pages into shards", "ocr.data.config:SynthConfig", (),
          cmd_synth, True),
         ("export-lmdb", "shards back to a deep-text-recognition-benchmark LMDB", "ocr.cli:ExportLmdbConfig",
          ("shards", "output"), cmd_export_lmdb, False),
@@ -383,13 +289,13 @@ def _commands() -> list[tuple]:
         ("train", "train a model on shards with Ray Train (ocr train recognition ...)",
          "ocr.train.config:TrainConfig", ("task",), cmd_train, True),
         ("eval", "evaluate a checkpoint on shards or a raw labelled set (detection and orientation "
-         "checkpoints go to eval-detection / eval-orientation)", "ocr.eval.recognition:EvalConfig",
+         "checkpoints go to eval-detection / eval-orientation)", "ocr.eval.config:EvalConfig",
          ("checkpoint", "data"), cmd_eval, True),
         ("eval-detection", "evaluate a detection checkpoint (mAP; end-to-end reading with "
-         "--roi-checkpoint)", "ocr.eval.detection:DetectionEvalConfig", ("checkpoint", "data"),
+         "--roi-checkpoint)", "ocr.eval.config:DetectionEvalConfig", ("checkpoint", "data"),
          cmd_eval_detection, True),
         ("eval-orientation", "evaluate an orientation checkpoint, or 'classical' (skew error, "
-         "orientation accuracy)", "ocr.eval.orientation:OrientationEvalConfig", ("checkpoint", "data"),
+         "orientation accuracy)", "ocr.eval.config:OrientationEvalConfig", ("checkpoint", "data"),
          cmd_eval_orientation, True),
         ("deskew", "write upright copies of page images and print the angle found (--checkpoint: an "
          "orientation model; none: the classical method)", "ocr.deskew:DeskewConfig", ("inputs",),
@@ -399,7 +305,7 @@ def _commands() -> list[tuple]:
         ("export", "export a checkpoint to TorchScript and ONNX, with a parity check", "ocr.cli:ExportConfig",
          ("checkpoint",), cmd_export, False),
         ("tune", "sweep hyperparameters with Ray Tune around the same trainer (--config: the training "
-         "config; --train-set KEY=VALUE overrides it)", "ocr.tune.sweep:SweepConfig", (), cmd_tune, True),
+         "config; --train-set KEY=VALUE overrides it)", "ocr.tune.config:SweepConfig", (), cmd_tune, True),
         ("serve", "serve the deskew -> ROI -> recognition graph on Ray Serve (serve_config.yaml does the "
          "same with `serve run`)", "ocr.serve.config:ServeConfig", (), cmd_serve, True),
         ("client", "send an image to a running service and print what it read", "ocr.cli:ClientConfig",
@@ -412,8 +318,6 @@ def _commands() -> list[tuple]:
 
 def config_class(spec: str):
     """The class a ``"module:Class"`` spec of :func:`_commands` names."""
-    import importlib
-
     module, _, name = spec.partition(":")
     return getattr(importlib.import_module(module), name)
 
@@ -436,7 +340,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     command = next((a for a in argv if not a.startswith("-")), None)
     names = {c[0] for c in _commands()}
-    args = build_parser(only=command if command in names else None).parse_args(argv)
+    # no command (ocr --help) or an unknown one: list the commands, import no config module
+    args = build_parser(only=command if command in names else "").parse_args(argv)
     try:
         return args.func(args)
     except (C.ConfigError, FileNotFoundError, ValueError) as e:

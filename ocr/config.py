@@ -8,10 +8,11 @@ message naming what was expected, before any work starts.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 
@@ -204,85 +205,73 @@ def to_dict(cfg) -> dict:
     return dataclasses.asdict(cfg)
 
 
-# --------------------------------------------------------------------------------------
-LAYOUTS = ("auto", "gt", "labels", "aihub", "filename", "lmdb", "labelme", "coco")
+# --- flags: one per field, with the field's help ----------------------------------------
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
 
 
-@dataclass
-class IngestConfig:
-    """``ocr ingest``: raw sets to Parquet shards."""
-
-    inputs: list[str] = opt(
-        factory=list, path="ingest_input", metavar="[SPLIT=]PATH",
-        help="raw sets to read: a gt/labels file, an AI Hub JSON, a folder, an LMDB, a COCO JSON, "
-             "local or s3://; write SPLIT=PATH (train, val, test) to give a set its split")
-    output: str = opt("", "folder (or s3:// URI) to write the shards, manifest.json and rejects.jsonl to",
-                      path="output")
-    layout: str = opt("auto", "layout of the inputs; auto detects it from each input", choices=LAYOUTS)
-    charset: str = opt("derive", "symbols allowed in labels: a preset (digits, lower, latin, hangul, "
-                       "hangul_full, korean), a union such as digits+hangul, a .txt/.json file, or "
-                       "derive (every symbol of the clean labels)", path="charset")
-    splits: str = opt("train=0.9,val=0.05,test=0.05", "split ratios for inputs given without SPLIT=")
-    out_of_charset: str = opt("reject", "a label with symbols outside the charset: reject the sample, "
-                              "or drop the symbols (counted in the manifest)", choices=("reject", "drop"))
-    max_label_length: int = opt(0, "longest label in characters; longer ones are rejected (0: no limit)")
-    height: int = opt(32, "line height in pixels the model will see (for the CTC check)")
-    ctc_width: int = opt(100, "widest line in pixels the model will see; a label must fit its CTC time "
-                         "steps (0: no CTC check)")
-    ctc_stride: int = opt(4, "pixels of width per CTC time step")
-    max_pixels: int = opt(50_000_000, "largest image in pixels (width x height), read from the header "
-                          "before decoding; larger ones are rejected (decompression bombs)")
-    separator: str | None = opt(None, "separator between image path and label in gt/labels files "
-                                "(default: the layout's, a tab for gt, the first space for labels)")
-    filename_style: str = opt("prefix", "filename layout: prefix reads LABEL_anything.png (TRDG), stem "
-                              "reads LABEL.png", choices=("prefix", "stem"))
-    labelme_text: str = opt("auto", "LabelMe shape field holding a box's text: auto (text, then "
-                            "description, then label), label, description, or any other field name")
-    image_root: str | None = opt(None, "folder the images are in, when not the layout's usual place",
-                                 path="input")
-    source: str | None = opt(None, "name written in the shards' source column (default: the input's name)")
-    shard_size: int = opt(1024, "most samples per Ray task and Parquet file (fewer for large images)")
-    overwrite: bool = opt(False, "replace an existing output folder instead of refusing to")
-    num_cpus: int | None = opt(None, "CPUs of the local Ray started for this command (default: all; "
-                               "ignored when joining a running Ray)")
-
-    def __post_init__(self):
-        absolute_paths(self)
-        if self.out_of_charset not in ("reject", "drop"):
-            raise ConfigError(f"out_of_charset: expected 'reject' or 'drop', found {self.out_of_charset!r}")
-        if self.filename_style not in ("prefix", "stem"):
-            raise ConfigError(f"filename_style: expected 'prefix' or 'stem', found {self.filename_style!r}")
-        for name in ("height", "ctc_stride", "max_pixels", "shard_size"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"{name}: expected a positive number, found {getattr(self, name)}")
-        if self.max_label_length < 0 or self.ctc_width < 0:
-            raise ConfigError("max_label_length and ctc_width: expected >= 0 (0 disables)")
-        parse_split_ratios(self.splits)
-
-    def validate_paths(self):
-        if not self.inputs:
-            raise ConfigError("inputs: expected at least one input path or URI")
-        if not self.output:
-            raise ConfigError("output: expected a folder or s3:// URI for the shards")
+def field_help(f) -> str:
+    """The field's sentence, its choices and its default, for ``--help``."""
+    meta = f.metadata
+    text = meta.get("help") or f.name.replace("_", " ")
+    default = _default(f)
+    if default not in ("''", "[]", "None", "required"):
+        text += f" (default: {default})"
+    return text.replace("%", "%%")
 
 
-def parse_split_ratios(text: str) -> dict[str, float]:
-    """``"train=0.9,val=0.1"`` to normalised ratios over the known splits."""
-    from ocr.data.shards import SPLITS
+def add_config_args(parser: argparse.ArgumentParser, cls, positional: tuple[str, ...] = (),
+                    with_config: bool = True) -> None:
+    """One flag per dataclass field (defaults stay in the dataclass: flags default to None)."""
+    if with_config:
+        parser.add_argument("--config", metavar="YAML", help="YAML file (or preset name) with "
+                            "defaults for this command; keys as the flags with _, relative paths "
+                            "in it taken from the file's folder")
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        hint = hints[f.name]
+        is_list = typing.get_origin(hint) in (list, tuple)
+        meta = f.metadata
+        choices = meta.get("choices") or None
+        help_text = argparse.SUPPRESS if meta.get("hidden") else field_help(f)
+        metavar = meta.get("metavar") or _metavar(hint, meta.get("path"))
+        if f.name in positional:
+            parser.add_argument(f.name, nargs="*" if is_list else "?", default=None, choices=choices,
+                                metavar=None if choices else (metavar or f.name.upper()), help=help_text)
+            parser.add_argument(_flag(f.name), dest=f"{f.name}_flag", nargs="+" if is_list else None,
+                                default=None, help=argparse.SUPPRESS)
+        elif hint is bool:
+            parser.add_argument(_flag(f.name), dest=f.name, action=argparse.BooleanOptionalAction,
+                                default=None, help=help_text)
+        else:
+            parser.add_argument(_flag(f.name), dest=f.name, nargs="+" if is_list else None,
+                                default=None, choices=choices, metavar=metavar, help=help_text)
 
-    ratios = {}
-    for part in text.split(","):
-        if not part.strip():
-            continue
-        name, _, value = part.partition("=")
-        name = name.strip()
-        if name not in SPLITS:
-            raise ConfigError(f"splits: unknown split {name!r}, expected some of {SPLITS}")
-        try:
-            ratios[name] = float(value)
-        except ValueError:
-            raise ConfigError(f"splits: expected {name}=<ratio>, found {part!r}") from None
-    total = sum(ratios.values())
-    if total <= 0 or any(v < 0 for v in ratios.values()):
-        raise ConfigError(f"splits: expected non-negative ratios with a positive sum, found {text!r}")
-    return {k: v / total for k, v in ratios.items()}
+
+def _metavar(hint, path_kind: str | None) -> str | None:
+    """PATH, N or X: what a flag's value is, at a glance."""
+    if path_kind in ("input", "output", "file", "checkpoint", "ingest_input"):
+        return "PATH"
+    inner = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
+    return {int: "N", float: "X"}.get(inner[0])
+
+
+def _default(f) -> str:
+    if f.default is not dataclasses.MISSING:
+        return repr(f.default)
+    if f.default_factory is not dataclasses.MISSING:
+        return repr(f.default_factory())
+    return "required"
+
+
+def config_from_args(cls, args: argparse.Namespace):
+    """The config ``cls`` from parsed flags (``--config`` YAML first, then the flags given)."""
+    overrides = {}
+    for f in dataclasses.fields(cls):
+        value = getattr(args, f.name, None)
+        flag_value = getattr(args, f"{f.name}_flag", None)
+        if value in (None, []) and flag_value is not None:
+            value = flag_value
+        if value not in (None, []):
+            overrides[f.name] = value
+    return load(cls, getattr(args, "config", None), overrides)

@@ -24,7 +24,25 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 from ocr import storage
+from ocr.config import ConfigError
+from ocr.data.config import IngestConfig, SynthConfig
+from ocr.data.ingest import ingest, summary_table
+from ocr.data.lmdb_export import export_lmdb
+from ocr.data.synth.fonts import find_fonts
+from ocr.data.synth.job import synth
+from ocr.data.synth.page import PageStyle, render_page
+from ocr.data.synth.text import parse_text_source
+from ocr.paths import resolve
+from ocr.runtime import ensure_ray
+from ocr.serve.client import post_image
+from ocr.serve.config import ServeConfig
+from ocr.serve.deploy import check_port, deploy
+from ocr.train.config import TrainConfig
+from ocr.train.run import train
+from ocr.tune.sweep import SweepConfig, sweep
 
 DIGITS_LINES = "digits:1-8"
 DIGITS_PAGE = "digits:3-8"   # page lines no longer than the recogniser's
@@ -42,9 +60,6 @@ class Steps:
 
 
 def synthesise(out: str, lines: int, pages: int, step: Steps) -> dict:
-    from ocr.data.ingest import summary_table
-    from ocr.data.synth.job import SynthConfig, synth
-
     jobs = {
         "lines": SynthConfig(output=storage.join(out, "synth-lines"), text=DIGITS_LINES, count=lines,
                              seed=1, overwrite=True),
@@ -61,10 +76,6 @@ def synthesise(out: str, lines: int, pages: int, step: Steps) -> dict:
 
 
 def ingest_lines(out: str, synth_lines: str, step: Steps) -> str:
-    from ocr.config import IngestConfig
-    from ocr.data.ingest import ingest, summary_table
-    from ocr.data.lmdb_export import export_lmdb
-
     lmdb_dir = os.path.join(out, "lmdb-lines")
     step(f"ocr export-lmdb {synth_lines} -> {lmdb_dir}, then ocr ingest it back")
     n = export_lmdb(synth_lines, lmdb_dir)
@@ -89,9 +100,6 @@ def budget(name: str, minutes: float) -> dict:
 
 
 def train_models(out: str, data: dict, minutes: float, step: Steps) -> dict:
-    from ocr.train.config import TrainConfig
-    from ocr.train.run import train
-
     runs = storage.join(out, "runs")
     common = dict(storage=runs, num_workers=2, log_every=25)
     plans = {
@@ -116,9 +124,6 @@ def train_models(out: str, data: dict, minutes: float, step: Steps) -> dict:
 
 
 def short_sweep(out: str, data: dict, step: Steps, steps: int = 60) -> str:
-    from ocr.train.config import TrainConfig
-    from ocr.tune.sweep import SweepConfig, sweep
-
     step("ocr tune: a 2-trial learning-rate sweep of the recogniser (ASHA on validation CER)")
     space = Path(out) / "space.yaml"
     space.write_text("lr: {grid: [3.0e-4, 3.0e-3]}\n")
@@ -144,12 +149,6 @@ def publish(out: str, best: dict) -> dict:
 
 def rotated_page(angle: float, seed: int = 7):
     """A fresh page of digit lines (fonts the models saw), rotated by ``angle`` degrees."""
-    import numpy as np
-
-    from ocr.data.synth.fonts import find_fonts
-    from ocr.data.synth.page import PageStyle, render_page
-    from ocr.data.synth.text import parse_text_source
-
     rng = np.random.default_rng(seed)
     source = parse_text_source(DIGITS_PAGE)
     fonts = [f for f in find_fonts() if "DejaVuSans." in os.path.basename(f.path)] or find_fonts()[:1]
@@ -159,10 +158,6 @@ def rotated_page(angle: float, seed: int = 7):
 
 
 def serve_and_ask(models: dict, out: str, angle: float, port: int, step: Steps) -> str:
-    from ocr.serve import deploy
-    from ocr.serve.client import post_image
-    from ocr.serve.config import ServeConfig
-
     step(f"Ray Serve: deskew -> ROI -> recognition on 127.0.0.1:{port}")
     url = deploy(ServeConfig(recognizer=models["recognizer"], detector=models["detector"],
                              deskewer=models["orientation"], port=port), quiet=True)
@@ -186,14 +181,11 @@ def serve_and_ask(models: dict, out: str, angle: float, port: int, step: Steps) 
 
 def run(out: str, lines: int = 8000, pages: int = 400, minutes: float = 1.0, port: int = 8000,
         num_cpus: int | None = None, serve_seconds: float | None = None, sweep_steps: int = 60) -> None:
-    from ocr.paths import resolve
-    from ocr.runtime import ensure_ray
 
     out = resolve(out, "output")   # Ray's workers do not run in this folder
     step = Steps()
     step(f"starting a local Ray ({num_cpus or os.cpu_count()} CPUs, dashboard on 127.0.0.1:8265)")
     ensure_ray(num_cpus, dashboard=True)
-    from ocr.serve import check_port
 
     check_port("127.0.0.1", port)   # step 5 serves there: a taken port is said now, not after training
     synth_out = synthesise(out, lines, pages, step)
@@ -235,7 +227,6 @@ def main(argv: list[str] | None = None) -> int:
                     help="keep serving this long at the end (default: until Ctrl-C on a terminal, "
                          "else not at all)")
     args = ap.parse_args(argv)
-    from ocr.config import ConfigError
 
     try:
         run(args.out, args.lines, args.pages, args.minutes, args.port, args.num_cpus, args.serve_seconds,

@@ -152,7 +152,7 @@ def _run(fmt: str, path: Path, images: Tensor) -> Tensor:
     if fmt == "torchscript":
         with torch.no_grad():
             return torch.jit.load(str(path))(images)
-    import onnxruntime as ort
+    import onnxruntime as ort  # lazy: only the ONNX parity check runs it
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = torch.get_num_threads()

@@ -5,7 +5,19 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import socket
 import sys
+
+import ray
+from ray._common.utils import get_ray_address_file
+from ray._private import ray_constants, services
+from ray._private.authentication import authentication_token_setup as auth
+from ray._private.utils import read_ray_address
+from ray._raylet import AuthenticationTokenLoader, InnerGcsClient
+from ray.data import DataContext
+from ray.exceptions import AuthenticationError, RpcError
+
+from ocr.config import ConfigError
 
 _QUIET_LOGGERS = ("ray", "ray.data", "ray.train", "ray.tune", "ray.serve")
 
@@ -25,7 +37,6 @@ SERVE_FAST_PATH = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_HA_P
 def ensure_ray(num_cpus: int | None = None, address: str | None = None, quiet: bool = True,
                dashboard: bool = False) -> None:
     """Initialise Ray once per process.
-
     Uses ``address`` or ``RAY_ADDRESS`` when set (a cluster), else, as ``ray.init`` does, a
     Ray started here by ``ray start --head`` (joined in ~0.05 s where a start takes 3-6 s;
     its resources, not ``num_cpus``, apply); otherwise starts a local Ray with ``num_cpus``
@@ -33,8 +44,6 @@ def ensure_ray(num_cpus: int | None = None, address: str | None = None, quiet: b
     state API behind it) is started only when asked: data jobs start faster without it; Ray
     Train and Tune need it to watch their actors.
     """
-    import ray
-
     if ray.is_initialized():
         return
     if quiet:
@@ -73,14 +82,10 @@ def ensure_ray(num_cpus: int | None = None, address: str | None = None, quiet: b
 def recorded_ray() -> str | None:
     """The address of the Ray that ``ray start`` recorded on this machine (which a plain
     ``ray.init()`` joins), or None."""
-    from ray._private.utils import read_ray_address
-
     return read_ray_address() or None
 
 
 def _address_file() -> str:
-    from ray._common.utils import get_ray_address_file
-
     return get_ray_address_file(None)
 
 
@@ -94,12 +99,6 @@ def check_ray_answers(address: str, what: str, explicit: bool = True) -> None:
     ``what`` names the address in the message; ``explicit``: given (RAY_ADDRESS, ``address``),
     not found on the machine (Ray then sends a token only with RAY_AUTH_MODE=token).
     """
-    import socket
-
-    from ray._private import services
-
-    from ocr.config import ConfigError
-
     if "://" in address or address in ("auto", "local"):
         return
     try:
@@ -146,12 +145,6 @@ def _gcs_says(gcs: str, what: str, explicit: bool) -> str:
     Mirrors ray.init's choice: the token is RAY_AUTH_TOKEN, else the file RAY_AUTH_TOKEN_PATH
     names, else ~/.ray/auth_token; sent to a given address only with RAY_AUTH_MODE=token, to
     the Ray found on the machine whenever one exists (unless RAY_AUTH_MODE=disabled)."""
-    from ray._private.authentication import authentication_token_setup as auth
-    from ray._raylet import AuthenticationTokenLoader, InnerGcsClient
-    from ray.exceptions import AuthenticationError, RpcError
-
-    from ocr.config import ConfigError
-
     mode = (os.environ.get("RAY_AUTH_MODE") or "").lower()
     has_token = AuthenticationTokenLoader.instance().has_token(ignore_auth_mode=True)
     if mode == "token" and not has_token:  # ray.init refuses this too (the client would abort)
@@ -190,24 +183,18 @@ def _gcs_says(gcs: str, what: str, explicit: bool) -> str:
 
 def stop_ray() -> None:
     """``ray.shutdown``, about a second sooner for a Ray started here."""
-    import ray
-
     _stop_autoscaler_monitor()
     ray.shutdown()
 
 
 def _stop_autoscaler_monitor() -> None:
     """Kill the autoscaler monitor of the Ray this process started, before ``ray.shutdown``.
-
     ``ray.shutdown`` stops the GCS before the monitor; the monitor's SIGTERM handler then
     reports its end to the GCS that is gone, until Ray kills it a second later (1.0 of the
     1.4 s a shutdown takes on 2 cores). A local Ray's monitor keeps no state, and Ray ends it
     with SIGKILL anyway: doing that first ends the same way, a second sooner. A Ray joined
     here (a cluster, `ray start`) is not ours to stop and is left alone.
     """
-    import ray
-    from ray._private import ray_constants
-
     node = getattr(ray._private.worker, "_global_node", None)
     if node is None or not getattr(node, "head", False):
         return
@@ -219,12 +206,9 @@ def _stop_autoscaler_monitor() -> None:
 
 def configure_data(progress: bool | None = None) -> None:
     """Ray Data settings for our pipelines (called on the driver before a pipeline runs).
-
     Operator resource reservation is off: our pipelines are one fused operator, and the
     reservation would otherwise hold back half of a 2-CPU machine.
     """
-    from ray.data import DataContext
-
     _quiet_data_console()
     ctx = DataContext.get_current()
     ctx.op_resource_reservation_enabled = False

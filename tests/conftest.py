@@ -121,7 +121,8 @@ def write_gt_set(root: Path, items: list[tuple[str, str]], gt_name="gt.txt") -> 
 @pytest.fixture(scope="session")
 def digit_shards(ray_local, tmp_path_factory):
     """240 rendered digit lines (1-4 digits) as recognition shards: train/val/test 80/10/10."""
-    from ocr.data.synth.job import SynthConfig, synth
+    from ocr.data.config import SynthConfig
+    from ocr.data.synth.job import synth
 
     out = tmp_path_factory.mktemp("data") / "digits"
     synth(SynthConfig(output=str(out), count=240, text="digits:1-4", style="none",

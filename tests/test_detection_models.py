@@ -9,15 +9,13 @@ import pytest
 import torch
 
 from ocr.models.detection import (
+    DETECTORS,
     DefaultBoxGenerator,
     batched_nms,
     box_iou,
     boxes_to_text,
-    build_detector,
-    create_detector,
     decode,
     encode,
-    list_detectors,
     match,
     multibox_loss,
     nms_reference,
@@ -115,7 +113,7 @@ def synthetic_sample(size: int = 64):
 
 
 def test_forward_train_and_eval_tiny():
-    model = create_detector("tiny_ssdlite", num_classes=3)
+    model = DETECTORS.create("tiny_ssdlite", num_classes=3)
     image, target = synthetic_sample()
     model.train()
     losses = model(torch.stack([image, image]), [target, {"boxes": torch.zeros(0, 4),
@@ -137,7 +135,7 @@ def test_forward_train_and_eval_tiny():
 
 
 def test_target_errors_name_expected_and_found():
-    model = create_detector("tiny_ssdlite", num_classes=3).train()
+    model = DETECTORS.create("tiny_ssdlite", num_classes=3).train()
     image, _ = synthetic_sample()
     with pytest.raises(ValueError, match=r"expected a FloatTensor\[N, 4\], found .* shape \(2, 5\)"):
         model(image[None], [{"boxes": torch.zeros(2, 5), "labels": torch.ones(2, dtype=torch.int64)}])
@@ -151,7 +149,7 @@ def test_target_errors_name_expected_and_found():
 
 
 def test_fuse_for_inference_keeps_outputs():
-    model = create_detector("tiny_ssdlite", num_classes=3, channels=1).eval()
+    model = DETECTORS.create("tiny_ssdlite", num_classes=3, channels=1).eval()
     for m in model.modules():                      # non-trivial batch-norm statistics
         if isinstance(m, torch.nn.BatchNorm2d):
             m.running_mean.uniform_(-0.2, 0.2)
@@ -171,7 +169,7 @@ def test_fuse_for_inference_keeps_outputs():
 
 
 def test_loss_falls_when_overfitting_one_image():
-    model = create_detector("tiny_ssdlite", num_classes=3).train()
+    model = DETECTORS.create("tiny_ssdlite", num_classes=3).train()
     image, target = synthetic_sample()
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     history = []
@@ -191,21 +189,36 @@ def test_multibox_loss_shape_errors():
 
 
 def test_registry_presets_and_arch_round_trip():
-    assert {"ssdlite_mobilenetv2", "ssd_mobilenetv2", "tiny_ssdlite"} <= set(list_detectors())
-    model = create_detector("tiny_ssdlite", num_classes=5, channels=1, nms_thresh=0.3)
+    assert {"ssdlite_mobilenetv2", "ssd_mobilenetv2", "tiny_ssdlite"} <= set(DETECTORS.names())
+    model = DETECTORS.create("tiny_ssdlite", num_classes=5, channels=1, nms_thresh=0.3)
     config = json.loads(json.dumps(model.arch_config()))
     assert config["channels"] == 1 and config["nms_thresh"] == 0.3
-    again = build_detector(config)
+    again = DETECTORS.create(**config)
     assert {k: v.shape for k, v in again.state_dict().items()} == \
         {k: v.shape for k, v in model.state_dict().items()}
     again.load_state_dict(model.state_dict())
     with torch.inference_mode():
         assert len(again.eval()(torch.rand(1, 1, 64, 64))) == 1
     with pytest.raises(ValueError, match="unknown option"):
-        create_detector("tiny_ssdlite", num_classes=3, widht_mult=2)
+        DETECTORS.create("tiny_ssdlite", num_classes=3, widht_mult=2)
     with pytest.raises(ValueError, match="unknown detector"):
-        create_detector("yolo", num_classes=3)
+        DETECTORS.create("yolo", num_classes=3)
 
+
+def test_registry_rebuilds_old_arch_dicts():
+    # as the pre-Registry create_detector recorded them: extra_channels and per-map aspect ratios resolved
+    old = {"name": "tiny_ssdlite", "num_classes": 3, "channels": 1, "width_mult": 0.25,
+           "feature_strides": [16, 32], "extra_channels": [128, 64], "lite_extras": True,
+           "last_channels": 0, "head": "lite", "aspect_ratios": [[2.0], [2.0], [2.0], [2.0]],
+           "min_ratio": 0.2, "max_ratio": 0.9, "size": [64, 96], "score_thresh": 0.01,
+           "nms_thresh": 0.45, "detections_per_img": 200, "topk_candidates": 1000,
+           "class_agnostic_nms": False, "iou_threshold": 0.5, "neg_to_pos_ratio": 3,
+           "variances": [0.1, 0.2]}
+    model = DETECTORS.create(**old)
+    fresh = DETECTORS.create("tiny_ssdlite", num_classes=3, channels=1, size=[64, 96])
+    assert {k: v.shape for k, v in model.state_dict().items()} == \
+        {k: v.shape for k, v in fresh.state_dict().items()}
+    assert model.size == fresh.size == (64, 96)
 
 # ---------------------------------------------------------------- readout
 

@@ -19,14 +19,12 @@ from ocr.data.formats.base import ReaderOptions
 from ocr.data.formats.coco import CocoReader
 from ocr.data.formats.labelme import LabelmeReader
 from ocr.data.shards import schema, write_table
-from ocr.eval.detection import (
-    PredictionWriter,
-    average_precision,
-    evaluate_detections,
-    match_lines,
-)
+from ocr.eval.box_metrics import average_precision, evaluate_detections, match_lines
+from ocr.eval.predictions import PredictionWriter
+from ocr.infer.detection import BACKGROUND
+from ocr.train.augment import augment_detection
 from ocr.train.config import TrainConfig
-from ocr.train.detection import BACKGROUND, DetectionTask, augment_detection
+from ocr.train.detection import DetectionTask
 
 
 def _img(boxes, scores=None, labels=None) -> dict:
@@ -210,7 +208,8 @@ def test_prediction_json_round_trip(tmp_path, layout):
 
 @pytest.fixture(scope="module")
 def pages(ray_local, tmp_path_factory):
-    from ocr.data.synth.job import SynthConfig, synth
+    from ocr.data.config import SynthConfig
+    from ocr.data.synth.job import synth
 
     out = tmp_path_factory.mktemp("data") / "pages"
     synth(SynthConfig(output=str(out), kind="page", count=200, page_width=128, page_height=96,
@@ -221,8 +220,8 @@ def pages(ray_local, tmp_path_factory):
 
 def test_ray_hands_the_collated_dict_through_unchanged(pages):
     from ocr.data.loader import read_split
+    from ocr.train.data import numpy_collate
     from ocr.train.detection import DetectionCollate, DetectionTask
-    from ocr.train.task import numpy_collate
 
     task = DetectionTask(TrainConfig(task="detection", data=str(pages), height=64, width=64))
     collate = numpy_collate(DetectionCollate, task.preprocess, task.target, task.classes)
@@ -262,7 +261,8 @@ def test_roi_loss_falls_with_two_workers(trained):
 
 def test_eval_writes_summary_images_and_readable_json(trained, pages, tmp_path, capsys):
     from ocr.cli import main
-    from ocr.eval.detection import DetectionEvalConfig, evaluate_detector
+    from ocr.eval.config import DetectionEvalConfig
+    from ocr.eval.detection import evaluate_detector
 
     _, summary = trained
     s = evaluate_detector(DetectionEvalConfig(checkpoint=summary["best"], data=str(pages), split="test",

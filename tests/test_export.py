@@ -12,7 +12,7 @@ import torch
 from ocr.charset import load_charset
 from ocr.data.images import Preprocess
 from ocr.export import assert_parity, check_parity, export_recognizer
-from ocr.models.recognition import create_recognizer
+from ocr.models.recognition import RECOGNIZERS
 
 CHARSET = load_charset("digits")
 NC = CHARSET.num_classes  # 11
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 def _export(name, path, formats=("torchscript", "onnx")):
     torch.manual_seed(0)
-    model = create_recognizer(name, num_classes=NC)
+    model = RECOGNIZERS.create(name, num_classes=NC)
     meta = {"format": "ocr-on-ray/1", "task": "recognition", "arch": model.arch_config(),
             "charset": CHARSET.to_json(), "preprocess": Preprocess().to_json()}
     return model, meta, export_recognizer(model, meta, path, formats)
@@ -84,7 +84,7 @@ def test_export_parity(name, tmp_path):
 def test_attention_prefix_matches_early_stop(tmp_path):
     """A trained-looking head that emits [EOS] at once: eager stops after 1 step, export runs all."""
     torch.manual_seed(0)
-    model = create_recognizer("tiny_trba", num_classes=NC)
+    model = RECOGNIZERS.create("tiny_trba", num_classes=NC)
     with torch.no_grad():
         model.head.generator.bias[NC] = 50.0  # [EOS] dominates every step
     images = torch.randn(2, 1, 32, 100)
@@ -100,7 +100,7 @@ def test_attention_prefix_matches_early_stop(tmp_path):
 
 
 def test_unknown_format_raises(tmp_path):
-    model = create_recognizer("tiny_fast", num_classes=NC)
+    model = RECOGNIZERS.create("tiny_fast", num_classes=NC)
     with pytest.raises(ValueError, match="unknown export format.*tflite"):
         export_recognizer(model, {"arch": model.arch_config()}, tmp_path, formats=("onnx", "tflite"))
     assert not (tmp_path / "model.onnx").exists()

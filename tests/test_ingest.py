@@ -14,8 +14,8 @@ import pytest
 from conftest import noise_png, text_image, write_gt_set
 
 from ocr.cli import main
-from ocr.config import IngestConfig
 from ocr.data import shards
+from ocr.data.config import IngestConfig
 from ocr.data.ingest import ingest
 
 

@@ -421,7 +421,8 @@ def test_synth_text_sources_are_clean(tmp_path, caplog):
 
 
 def test_synth_job_from_a_messy_file(ray_local, tmp_path):
-    from ocr.data.synth.job import SynthConfig, synth
+    from ocr.data.config import SynthConfig
+    from ocr.data.synth.job import synth
 
     path = tmp_path / "messy.txt"
     path.write_bytes(MESSY_TEXT.replace("서울\u3000시청", "Seoul\u3000City").encode("utf-8"))

@@ -96,7 +96,7 @@ def _train_worker_nodes(cluster) -> set[str]:
 
 
 def _shard_ids(shards: Path) -> set[int]:
-    from ocr.train.task import ids_to_ints
+    from ocr.data.shards import ids_to_ints
 
     ids = [i for f in sorted(shards.glob("train/*.parquet")) for i in pq.read_table(f, columns=["id"])["id"]]
     return set(ids_to_ints([str(i) for i in ids]).tolist())

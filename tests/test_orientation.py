@@ -16,13 +16,13 @@ from PIL import Image, ImageDraw
 from ocr.config import ConfigError
 from ocr.data.formats.base import Box
 from ocr.data.synth.page import expanded_size, render_page, rotate_boxes
-from ocr.deskew import PageDeskewer, upright
 from ocr.eval.orientation import orientation_metrics
+from ocr.infer import PageDeskewer, upright
 from ocr.models.orientation import (
+    ORIENTERS,
     AngleBuckets,
     PagePreprocess,
     compose,
-    create_orienter,
     decompose,
     wrap,
 )
@@ -36,7 +36,8 @@ FONTS = None  # the system's DejaVu faces, resolved once
 def _fonts():
     global FONTS
     if FONTS is None:
-        from ocr.data.synth.job import SynthConfig, select_fonts
+        from ocr.data.config import SynthConfig
+        from ocr.data.synth.job import select_fonts
 
         FONTS = select_fonts(SynthConfig(font_include=["DejaVu Sans"], font_exclude=["Mono", "Light"]))
     return FONTS
@@ -152,8 +153,18 @@ def test_orientation_crops_magnify_the_ink_around_ink_pixels():
         PagePreprocess(orientation_zoom=2.0)
 
 
+def test_registry_rebuilds_old_arch_dicts():
+    # as the pre-Registry create_orienter recorded them: name and every parameter
+    old = {"name": "tiny_deskew", "side": 64, "skew_channels": [4, 8], "radii": 16,
+           "orientation_channels": [4, 8, 16], "orientation_strides": [2, 2, 2], "layout": 0}
+    model, fresh = ORIENTERS.create(**old), ORIENTERS.create("tiny_deskew")
+    assert {k: v.shape for k, v in model.state_dict().items()} == \
+        {k: v.shape for k, v in fresh.state_dict().items()}
+    assert ORIENTERS.defaults("tiny_deskew")["side"] == model.side == 64
+
+
 def test_orientation_logits_follow_quarter_turns(one_torch_thread):
-    model = create_orienter("tiny_deskew").eval()
+    model = ORIENTERS.create("tiny_deskew").eval()
     x = torch.rand(2, 1, 64, 64)
     with torch.no_grad():
         logits = model.orientation_logits(x)
@@ -193,7 +204,8 @@ def test_upright_undoes_quarter_turns_exactly():
 
 @pytest.fixture(scope="module")
 def pages(ray_local, tmp_path_factory):
-    from ocr.data.synth.job import SynthConfig, synth
+    from ocr.data.config import SynthConfig
+    from ocr.data.synth.job import synth
 
     out = tmp_path_factory.mktemp("data") / "pages"
     synth(SynthConfig(output=str(out), kind="page", count=160, page_width=128, page_height=96,

@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 
 from ocr import config as C
-from ocr.cli import _commands, build_parser, config_class, config_from_args
+from ocr.cli import _commands, build_parser, config_class
+from ocr.config import config_from_args
 
 REPO = Path(__file__).resolve().parents[1]
 

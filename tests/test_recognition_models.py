@@ -9,16 +9,15 @@ import torch.nn.functional as F
 
 from ocr.charset import ctc_min_steps, load_charset
 from ocr.models.recognition import (
+    RECOGNIZERS,
     TPS,
     FastFeatures,
     ResNetFeatures,
     VGGFeatures,
     attention_gold,
     attention_greedy_decode,
-    create_recognizer,
     ctc_feasible,
     ctc_greedy_decode,
-    list_recognizers,
 )
 
 CHARSET = load_charset("digits")
@@ -39,13 +38,13 @@ def _targets(labels):
 
 
 def test_registry_lists_every_preset():
-    assert set(TINY + FULL) <= set(list_recognizers())
+    assert set(TINY + FULL) <= set(RECOGNIZERS.names())
 
 
 @pytest.mark.parametrize("name", TINY)
 def test_tiny_forward_backward(name):
     torch.manual_seed(0)
-    model = create_recognizer(name, num_classes=NC).train()
+    model = RECOGNIZERS.create(name, num_classes=NC).train()
     images = torch.randn(3, 1, 32, 100)
     targets = _targets(["123", "4", "5566"])
     lengths = (targets != 0).sum(1)
@@ -68,7 +67,7 @@ def test_tiny_forward_backward(name):
 @pytest.mark.parametrize("name", ["tiny_fast", "tiny_trba"])
 def test_tiny_models_learn(name):
     torch.manual_seed(0)
-    model = create_recognizer(name, num_classes=NC).train()
+    model = RECOGNIZERS.create(name, num_classes=NC).train()
     images, targets = torch.randn(4, 1, 32, 64), _targets(["12", "345", "6", "7890"])
     opt = torch.optim.Adam(model.parameters(), 1e-2)
     losses = []
@@ -83,7 +82,7 @@ def test_tiny_models_learn(name):
 
 @pytest.mark.parametrize("name", FULL)
 def test_full_presets_forward(name):
-    model = create_recognizer(name, num_classes=NC).eval()
+    model = RECOGNIZERS.create(name, num_classes=NC).eval()
     with torch.inference_mode():
         out = model(torch.rand(1, 1, 32, 100))
     if model.prediction == "ctc":
@@ -95,7 +94,7 @@ def test_full_presets_forward(name):
 
 @pytest.mark.parametrize("name", TINY)
 def test_time_steps_match_output(name):
-    model = create_recognizer(name, num_classes=NC).eval()
+    model = RECOGNIZERS.create(name, num_classes=NC).eval()
     for width in (16, 37, 64, 100, 101, 203):
         with torch.inference_mode():
             x = model.features(model.transformation(torch.rand(2, 1, 32, width)))
@@ -128,10 +127,10 @@ def test_tps_starts_as_identity_and_resizes():
 
 @pytest.mark.parametrize("name", TINY + ["trba"])
 def test_arch_config_round_trip(name):
-    model = create_recognizer(name, num_classes=NC, height=32, width=128, hidden=24)
+    model = RECOGNIZERS.create(name, num_classes=NC, height=32, width=128, hidden=24)
     cfg = json.loads(json.dumps(model.arch_config()))
     assert cfg["name"] == name and cfg["hidden"] == 24 and cfg["width"] == 128
-    again = create_recognizer(**cfg)
+    again = RECOGNIZERS.create(**cfg)
     a, b = model.state_dict(), again.state_dict()
     assert list(a) == list(b)
     assert all(a[k].shape == b[k].shape for k in a)
@@ -140,12 +139,12 @@ def test_arch_config_round_trip(name):
 
 def test_registry_errors():
     with pytest.raises(ValueError, match="unknown recognizer 'nope'"):
-        create_recognizer("nope", num_classes=NC)
+        RECOGNIZERS.create("nope", num_classes=NC)
     with pytest.raises(ValueError, match="no parameter"):
-        create_recognizer("tiny_crnn", num_classes=NC, depth=3)
+        RECOGNIZERS.create("tiny_crnn", num_classes=NC, depth=3)
     with pytest.raises(TypeError):
-        create_recognizer("tiny_crnn", NC)  # keyword-only
-    model = create_recognizer("tiny_crnn", num_classes=NC)
+        RECOGNIZERS.create("tiny_crnn", NC)  # keyword-only
+    model = RECOGNIZERS.create("tiny_crnn", num_classes=NC)
     with pytest.raises(ValueError, match=r"expected images of shape \(B, 1, H, W\)"):
         model(torch.rand(1, 3, 32, 100))
     with pytest.raises(ValueError, match="too small"):
@@ -154,7 +153,7 @@ def test_registry_errors():
 
 def test_attention_greedy_decode_shapes():
     torch.manual_seed(0)
-    model = create_recognizer("tiny_trba", num_classes=NC, max_length=6).eval()
+    model = RECOGNIZERS.create("tiny_trba", num_classes=NC, max_length=6).eval()
     with torch.inference_mode():
         out = model(torch.rand(5, 1, 32, 100))
     assert out.shape[0] == 5 and 1 <= out.shape[1] <= 7 and out.shape[2] == NC + 1

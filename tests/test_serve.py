@@ -21,13 +21,13 @@ import pytest
 import requests
 from PIL import Image
 
+from ocr import checkpoint
 from ocr.charset import Charset
 from ocr.config import ConfigError
-from ocr.models.detection import create_detector
-from ocr.models.recognition import create_recognizer
+from ocr.models.detection import DETECTORS
+from ocr.models.recognition import RECOGNIZERS
 from ocr.serve.config import ServeConfig
 from ocr.serve.stages import RecognizerStage, reading_order
-from ocr.train import checkpoint
 
 PREPROCESS_LINE = {"height": 32, "width": 100, "keep_ratio": True, "pad": "replicate", "channels": 1,
                    "mean": 0.5, "std": 0.5}
@@ -39,7 +39,7 @@ def tiny_recognizer(folder: Path, seed: int, run: str) -> str:
 
     torch.manual_seed(seed)
     cs = Charset.from_string("0123456789", spec="digits")
-    model = create_recognizer("tiny_crnn", num_classes=cs.num_classes)
+    model = RECOGNIZERS.create("tiny_crnn", num_classes=cs.num_classes)
     checkpoint.save(folder, model, {"task": "recognition", "arch": model.arch_config(),
                                     "charset": cs.to_json(), "preprocess": PREPROCESS_LINE, "step": seed,
                                     "config": {"name": run}})
@@ -50,7 +50,7 @@ def tiny_detector(folder: Path) -> str:
     import torch
 
     torch.manual_seed(0)
-    model = create_detector("tiny_ssdlite", num_classes=2, size=64, channels=3)
+    model = DETECTORS.create("tiny_ssdlite", num_classes=2, size=64, channels=3)
     checkpoint.save(folder, model, {"task": "detection", "arch": model.arch_config(), "charset": None,
                                     "preprocess": PREPROCESS_PAGE, "classes": ["__background__", "line"],
                                     "target": "line", "readout": None, "step": 1, "config": {"name": "roi"}})
@@ -106,7 +106,7 @@ def _config(models, **overrides) -> ServeConfig:
 def service(ray_local, models):
     from ray import serve
 
-    from ocr.serve import deploy
+    from ocr.serve.deploy import deploy
 
     cfg = _config(models)
     url = deploy(cfg, quiet=True)

@@ -6,8 +6,9 @@ import pytest
 from ocr.cli import main
 from ocr.config import ConfigError
 from ocr.data import shards
+from ocr.data.config import SynthConfig
 from ocr.data.synth.fonts import coverage, find_fonts
-from ocr.data.synth.job import SynthConfig, synth
+from ocr.data.synth.job import synth
 
 
 def _files(root):

@@ -11,10 +11,10 @@ import pytest
 import torch
 from conftest import write_gt_set
 
+from ocr import checkpoint
 from ocr.charset import Charset
 from ocr.config import ConfigError
-from ocr.models.recognition import create_recognizer
-from ocr.train import checkpoint
+from ocr.models.recognition import RECOGNIZERS
 from ocr.train.config import TrainConfig
 from ocr.train.loop import State, TrainingDiverged, lr_factor, step_is_good
 from ocr.train.recognition import RecognitionTask
@@ -110,21 +110,22 @@ def test_a_run_from_before_a_new_setting_continues_with_it(tmp_path):
     """A config.yaml written before a key existed (e.g. ema) does not refuse the run."""
     import yaml
 
-    from ocr.train.run import _check_or_write_config
+    from ocr.train.run import check_or_write_config
 
     cfg = _cfg(tmp_path, tmp_path)
-    assert _check_or_write_config(cfg, str(tmp_path)) is False  # new run: config written
+    assert check_or_write_config(cfg, str(tmp_path)) is False  # new run: config written
     saved = yaml.safe_load((tmp_path / "config.yaml").read_text())
     del saved["ema"]
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(saved))
-    assert _check_or_write_config(cfg, str(tmp_path)) is True
+    assert check_or_write_config(cfg, str(tmp_path)) is True
     with pytest.raises(ConfigError, match="lr: 0.003 -> 0.01"):
-        _check_or_write_config(_cfg(tmp_path, tmp_path, lr=0.01), str(tmp_path))
+        check_or_write_config(_cfg(tmp_path, tmp_path, lr=0.01), str(tmp_path))
 
 
 def test_eval_recognize_and_export(trained, digits, tmp_path, capsys):
     from ocr.cli import main
-    from ocr.eval.recognition import EvalConfig, evaluate
+    from ocr.eval.config import EvalConfig
+    from ocr.eval.recognition import evaluate
 
     _, summary = trained
     s = evaluate(EvalConfig(checkpoint=summary["run_dir"], data=str(digits), split="test",
@@ -164,7 +165,7 @@ def test_bad_configs_are_refused(digits, tmp_path):
 
 def _old_checkpoint(folder, name: str, symbols: str):
     charset = Charset.from_string(symbols, spec="old")
-    model = create_recognizer(name, num_classes=charset.num_classes)
+    model = RECOGNIZERS.create(name, num_classes=charset.num_classes)
     meta = {"task": "recognition", "arch": model.arch_config(), "charset": charset.to_json(),
             "preprocess": {"height": 32, "width": 100, "keep_ratio": True, "pad": "replicate",
                            "channels": 1, "mean": 0.5, "std": 0.5}}
@@ -336,7 +337,7 @@ def test_a_worker_with_no_validation_rows_gets_an_empty_slice(digits, monkeypatc
     slice is empty, not an Arrow error that fails the run at its first validation."""
     from ocr.data.shards import read_manifest
     from ocr.train import dist
-    from ocr.train.task import _VAL_CACHE, val_batches
+    from ocr.train.data import _VAL_CACHE, val_batches
 
     n_val = read_manifest(str(digits))["counts"]["per_split"]["val"]["written"]
     monkeypatch.setattr(dist, "rank_and_world", lambda: (n_val, n_val + 1))

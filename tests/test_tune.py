@@ -9,9 +9,10 @@ import pytest
 
 from ocr.config import ConfigError
 from ocr.train.config import TrainConfig
+from ocr.tune.config import SweepConfig
 from ocr.tune.feasible import check_point
 from ocr.tune.space import check_space, points
-from ocr.tune.sweep import SweepConfig, feasible_points
+from ocr.tune.sweep import feasible_points
 
 
 def _base(data, tmp_path, **kw) -> dict:

@@ -81,7 +81,7 @@ def test_serve_on_a_taken_port_says_who_holds_it_before_ray_starts(recognizer, t
 def test_a_redeploy_on_the_port_of_the_running_serve_is_allowed(monkeypatch):
     """The Serve already running in the connected Ray holds its port legitimately (a redeploy
     replaces the app in place); another port cannot apply to it and is refused."""
-    import ocr.serve as serving
+    import ocr.serve.deploy as serving
     from ocr.config import ConfigError
 
     with socket.socket() as holder:
@@ -227,7 +227,8 @@ def test_file_lines_no_font_has_are_skipped_with_a_note_unless_all_are(latin_fon
     """A file's lines are drawn whole: lines with a symbol no font has are left out (a note
     says how many), and only a file with no drawable line is refused."""
     from ocr.config import ConfigError
-    from ocr.data.synth.job import SynthConfig, select_fonts
+    from ocr.data.config import SynthConfig
+    from ocr.data.synth.job import select_fonts
 
     mixed = tmp_path / "mixed.txt"
     mixed.write_text("12 34\n가나 1\n56\n", "utf-8")

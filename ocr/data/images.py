@@ -9,6 +9,7 @@ float arrays a model sees.
 from __future__ import annotations
 
 import io
+import os
 import struct
 import warnings
 import zlib
@@ -16,6 +17,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 from PIL import Image
+
+from ocr.config import ConfigError
 
 DEFAULT_MAX_PIXELS = 50_000_000
 
@@ -251,3 +254,27 @@ def preprocess_bytes(blobs: list[bytes], spec: Preprocess, bucket: bool = False,
     if bucket:
         width = spec.bucket_width([spec.resized_width(*im.size) for im in images])
     return spec(images, width)
+
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp")
+
+
+def list_images(inputs: list[str]) -> list[tuple[str, str]]:
+    """(path, name under the output folder) of every image: a file keeps its base name, a
+    folder's images their path inside it. Missing inputs and name clashes are refused."""
+    found: dict[str, str] = {}
+    for item in inputs:
+        if os.path.isdir(item):
+            pairs = [(os.path.join(root, f), os.path.relpath(os.path.join(root, f), item))
+                     for root, _, files in os.walk(item) for f in sorted(files)
+                     if f.lower().endswith(IMAGE_EXTENSIONS)]
+        elif os.path.isfile(item):
+            pairs = [(item, os.path.basename(item))]
+        else:
+            raise FileNotFoundError(f"{item}: expected an image file or a folder, found nothing there")
+        for path, name in sorted(pairs):
+            if name in found and found[name] != path:
+                raise ConfigError(f"{path} and {found[name]} would both be written as {name}: "
+                                  "deskew them into separate output folders")
+            found[name] = path
+    return sorted(((p, n) for n, p in found.items()), key=lambda pn: pn[1])

@@ -22,15 +22,21 @@ from functools import partial
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import ray
+import ray.data
+from ray.data.block import BlockMetadata
+from ray.data.datasource import Datasource, ReadTask
 
 from ocr import storage
 from ocr.charset import BadCharacter, Charset, clean_label, load_charset
-from ocr.config import ConfigError, IngestConfig, parse_split_ratios
+from ocr.config import ConfigError, to_dict
 from ocr.data import shards
+from ocr.data.config import IngestConfig, parse_split_ratios
 from ocr.data.formats import detect_layout, get_reader
 from ocr.data.formats.base import Reader, ReaderOptions
 from ocr.data.stats import BlockStats, merge_stats
 from ocr.data.validate import Reject, Validator, index_reason, sample_id, split_of
+from ocr.runtime import configure_data, ensure_ray
 
 PART_BYTES = 64 << 20  # one Parquet part holds at most this much image data
 
@@ -40,7 +46,6 @@ class Chunk:
     """A read task's unit: consecutive index items of one reader (:meth:`Reader.index`).
     Entries, ids and splits are made in the task; the driver only marks duplicates, which
     need the whole index."""
-
     index: int
     reader: Reader
     items: tuple
@@ -90,7 +95,6 @@ def resolve_charset(spec: str, readers: list[Reader], given: list) -> Charset:
 
 def chunk_size(readers, given, cap: int) -> int:
     """Samples per task, a function of the input alone (so reruns write the same shards).
-
     Aims at 32 tasks or more, each with at least ~1 MB and at most ~16 MB of images
     (and at most ``cap`` samples), from the mean size of the first few readable images.
     """
@@ -112,7 +116,6 @@ def chunk_size(readers, given, cap: int) -> int:
 
 def duplicates(reader: Reader, items: list) -> dict[int, str]:
     """Positions of the index items whose id an earlier item already has, with the reason.
-
     An id hashes (source, key), so within a source equal ids are equal keys: a set of the
     keys finds them without hashing any (the common case, none, costs one set).
     """
@@ -224,9 +227,6 @@ def write_block(block: pa.Table, output: str, task: str, s3: storage.S3Settings)
 
 def shard_datasource(read_fns: list, name: str):
     """A Ray Data datasource with one read task per zero-argument function yielding blocks."""
-    from ray.data.block import BlockMetadata
-    from ray.data.datasource import Datasource, ReadTask
-
     class _Shards(Datasource):
         def get_name(self) -> str:
             return name
@@ -245,8 +245,6 @@ def _chain(ref):
     """One read task over several chunks, whose functions wait in the object store (as one
     pickle), so the task itself stays small however many entries the chunks index."""
     def read_chunks():
-        import ray
-
         for fn in pickle.loads(ray.get(ref)):
             yield from fn()
 
@@ -263,8 +261,6 @@ def group_tasks(read_fns: list, cpus: float, per_cpu: int = 2) -> list:
     every object of an index), which also stores what the chunks share (reader, validator)
     once.
     """
-    import ray
-
     n = max(1, min(len(read_fns), int(cpus * per_cpu)))
     size, larger = divmod(len(read_fns), n)
     bounds = [0]
@@ -278,11 +274,6 @@ def run_pipeline(read_fns: list, output: str, task: str, s3: storage.S3Settings,
                  name: str = "Ingest", num_cpus: int | None = None,
                  progress: bool | None = None) -> dict:
     """Read tasks -> fused shard writer on Ray Data; returns the merged statistics."""
-    import ray
-    import ray.data
-
-    from ocr.runtime import configure_data, ensure_ray
-
     stats = []
     if read_fns:
         ensure_ray(num_cpus)
@@ -347,8 +338,6 @@ def ingest(cfg: IngestConfig, progress: bool | None = None) -> dict:
 
 def build_manifest(validator: Validator, sources: list[dict], merged: dict, cfg) -> dict:
     """The manifest: deterministic (no timestamps), so reruns write identical files."""
-    from ocr.config import to_dict
-
     options = to_dict(cfg)
     return {
         "schema_version": shards.SCHEMA_VERSION,

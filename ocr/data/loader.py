@@ -12,6 +12,9 @@ On the driver, :func:`read_split` gives the Ray Dataset of one split, passed to 
 from __future__ import annotations
 
 import numpy as np
+import ray.data
+import torch
+from ray.data.collate_fn import NumpyBatchCollateFn
 
 from ocr import storage
 from ocr.charset import Charset
@@ -22,8 +25,6 @@ from ocr.data.shards import read_manifest, shard_uris
 def read_split(root: str, split: str, columns: list[str] | None = None,
                s3: storage.S3Settings | None = None):
     """The Ray Dataset of one split of a shard folder (lazy; read in parallel by Ray Data)."""
-    import ray.data
-
     manifest = read_manifest(root, s3)
     uris = shard_uris(root, split, manifest)
     if not uris:
@@ -39,11 +40,9 @@ def read_split(root: str, split: str, columns: list[str] | None = None,
 
 class RecognitionCollate:
     """numpy batch (columns ``image``, ``label``) to the tensors documented above.
-
     ``bucket`` pads each batch only to its widest line (rounded up to 16 pixels) instead
     of the full ``preprocess.width``.
     """
-
     def __init__(self, charset: Charset, preprocess: Preprocess, bucket: bool = False,
                  max_pixels: int = 50_000_000):
         self.charset = charset
@@ -62,8 +61,6 @@ class RecognitionCollate:
         return {"images": x, "targets": targets, "target_lengths": lengths}
 
     def __call__(self, batch: dict):
-        import torch
-
         return {k: torch.from_numpy(v) for k, v in self.arrays(batch).items()}
 
 
@@ -71,9 +68,6 @@ def iter_recognition_batches(charset: Charset, preprocess: Preprocess, batch_siz
                              split: str = "train", bucket: bool = False, drop_last: bool = False,
                              shuffle_buffer: int | None = None, seed: int | None = None):
     """Inside a Ray Train worker: this worker's shard of ``split`` as tensor batches."""
-    import ray.train
-    from ray.data.collate_fn import NumpyBatchCollateFn
-
     class _Collate(RecognitionCollate, NumpyBatchCollateFn):
         pass
 

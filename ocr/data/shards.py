@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import io
 import json
+from collections import Counter
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -101,3 +103,19 @@ def read_rows(root: str, split: str | None = None, columns: list[str] | None = N
     manifest = read_manifest(root, s3)
     for uri in shard_uris(root, split, manifest):
         yield pq.read_table(io.BytesIO(storage.read_bytes(uri, s3)), columns=columns)
+
+
+def ids_to_ints(ids) -> np.ndarray:
+    """16-hex-digit sample ids to int64 (the same 64 bits), so they travel in tensors."""
+    return np.array([int(str(i)[:16], 16) for i in ids], dtype=np.uint64).view(np.int64)
+
+
+def box_labels(data: str, split: str) -> Counter:
+    """Box labels of the first shard of ``split`` (a cheap look at what the data holds: only
+    that file's ``boxes`` column is read)."""
+    uris = shard_uris(data, split)
+    if not uris:
+        return Counter()
+    fs, path = storage.filesystem(uris[0], storage.S3Settings.from_env())
+    boxes = pq.read_table(path, filesystem=fs, columns=["boxes"]).column("boxes").combine_chunks()
+    return Counter(boxes.flatten().field("label").to_pylist())

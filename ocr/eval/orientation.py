@@ -26,14 +26,18 @@ from __future__ import annotations
 import csv
 import os
 import time
-from dataclasses import dataclass
 
 import numpy as np
 
 from ocr import storage
-from ocr.config import ConfigError, absolute_paths, opt
+from ocr.config import ConfigError
+from ocr.data.images import ImageError, decode, list_images
+from ocr.data.shards import ids_to_ints, read_manifest, read_rows, schema
+from ocr.data.validate import sample_id
+from ocr.eval.config import OrientationEvalConfig
 from ocr.eval.report import write_summary_json
-from ocr.models.orientation.angles import AngleBuckets, circular_error, wrap
+from ocr.infer import PageDeskewer
+from ocr.models.orientation.angles import AngleBuckets, circular_error, seeded_turn, wrap
 
 CLASSES = (0, 90, 180, 270)
 
@@ -75,35 +79,7 @@ def orientation_metrics(truth, angle, skew, orientation) -> dict:
 
 
 # --- the evaluation ------------------------------------------------------------------------------
-@dataclass
-class OrientationEvalConfig:
-    """``ocr eval`` of an orientation checkpoint, or of the classical method."""
-
-    checkpoint: str = opt("", "orientation checkpoint or run folder; classical: the projection-profile "
-                          "method, no model", path="checkpoint", keep=("classical",))
-    data: str = opt("", "shard folder (any task; its angle column, else 0) or a folder of images",
-                    path="input")
-    split: str = opt("test", "split to evaluate, for shard folders")
-    turn: float = opt(0.0, "also turn each page by an angle in [-turn, turn) degrees (fixed by its id)")
-    output: str = opt("", "folder for predictions.csv and summary.json (default: "
-                      "outputs/eval-DATA-TIMESTAMP)", path="output")
-    batch_size: int = opt(16, "pages per model call")
-    limit: int = opt(0, "the first N pages only (0: all)")
-    device: str = opt("cpu", "torch device: cpu or cuda")
-
-    def __post_init__(self):
-        absolute_paths(self)
-        if not self.checkpoint or not self.data:
-            raise ConfigError("checkpoint and data: expected an orientation checkpoint (or 'classical') "
-                              "and a shard or image folder")
-        if self.batch_size <= 0 or self.limit < 0 or not 0 <= self.turn <= 180:
-            raise ConfigError(f"expected batch_size > 0, limit >= 0 and turn in [0, 180], found "
-                              f"{self.batch_size}, {self.limit}, {self.turn}")
-
-
 def _shard_pages(cfg: OrientationEvalConfig):
-    from ocr.data.shards import read_manifest, read_rows, schema
-
     manifest = read_manifest(cfg.data)
     if cfg.split not in manifest["counts"]["per_split"]:
         found = sorted(manifest["counts"]["per_split"])
@@ -117,9 +93,6 @@ def _shard_pages(cfg: OrientationEvalConfig):
 
 
 def _folder_pages(cfg: OrientationEvalConfig):
-    from ocr.data.validate import sample_id
-    from ocr.deskew import list_images
-
     for path, name in list_images([cfg.data]):
         with open(path, "rb") as f:
             yield sample_id("eval", name), name, f.read(), 0.0
@@ -156,11 +129,6 @@ def _row(key: str, truth: float, e: dict) -> dict:
 def evaluate_orienter(cfg: OrientationEvalConfig) -> dict:
     """Run the evaluation; returns the summary (also ``OUTPUT/summary.json``, with
     ``predictions.csv`` beside it)."""
-    from ocr.data.images import ImageError, decode
-    from ocr.deskew import PageDeskewer
-    from ocr.models.orientation.angles import seeded_turn
-    from ocr.train.task import ids_to_ints
-
     classical = cfg.checkpoint == "classical"
     deskewer = PageDeskewer.load(None if classical else cfg.checkpoint, cfg.device)
     out = cfg.output or os.path.join(
@@ -196,3 +164,14 @@ def evaluate_orienter(cfg: OrientationEvalConfig) -> dict:
     write_summary_json(os.path.join(out, "summary.json"), summary)
     summary["output"] = out
     return summary
+
+
+def summary_text(s: dict) -> str:
+    """What ``ocr eval`` prints for an orientation summary."""
+    classes = "  ".join(f"{c}: P {v['precision']:.3f} R {v['recall']:.3f} F1 {v['f1']:.3f}"
+                        for c, v in s["per_class"].items())
+    return (f"{s['pages']} pages ({s['method']}): skew MAE {s['skew_mae']:.3f} deg (median "
+            f"{s['skew_median']:.3f}, max {s['skew_max']:.2f}), within 0.5 deg {s['within_0_5']:.4f}, "
+            f"within 1 deg {s['within_1']:.4f}\norientation accuracy {s['orientation_accuracy']:.4f}  "
+            f"{classes}\nangle MAE (total, orientation included) {s['angle_mae']:.3f} deg; "
+            f"{s['ms_per_page']} ms/page\nwrote {s['output']}/predictions.csv, summary.json")

@@ -9,45 +9,21 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
 
 from ocr import storage
 from ocr.charset import nfc
-from ocr.config import LAYOUTS, ConfigError, absolute_paths, opt
+from ocr.config import ConfigError
+from ocr.data.config import IngestConfig
+from ocr.data.images import ImageError, decode
+from ocr.data.ingest import make_reader
+from ocr.data.shards import read_manifest, read_rows
+from ocr.eval.config import EvalConfig
 from ocr.eval.metrics import TextMetrics, cer
 from ocr.eval.report import write_html_report, write_summary_json, write_table_csv
-
-
-@dataclass
-class EvalConfig:
-    """``ocr eval``: how well a checkpoint reads a labelled set."""
-
-    checkpoint: str = opt("", "recognition checkpoint folder, run folder (its best/) or s3:// URI",
-                          path="checkpoint")
-    data: str = opt("", "shard folder, or a raw labelled set in any `ocr ingest` layout", path="input")
-    split: str = opt("test", "split to evaluate, for shard folders")
-    layout: str = opt("auto", "layout of a raw set, as `ocr ingest --layout`", choices=LAYOUTS)
-    separator: str | None = opt(None, "raw gt/labels sets: the separator, as `ocr ingest --separator`")
-    filename_style: str = opt("prefix", "raw filename sets: prefix (LABEL_x.png) or stem (LABEL.png)",
-                              choices=("prefix", "stem"))
-    image_root: str | None = opt(None, "raw sets: the folder the images are in", path="input")
-    output: str = opt("", "folder for predictions.csv, summary.json and report.html (default: "
-                      "outputs/eval-DATA-TIMESTAMP)", path="output")
-    batch_size: int = opt(64, "lines per model call")
-    worst: int = opt(50, "worst cases shown in report.html")
-    limit: int = opt(0, "evaluate the first N samples only (0: all)")
-
-    def __post_init__(self):
-        absolute_paths(self)
-        if not self.checkpoint or not self.data:
-            raise ConfigError("checkpoint and data: expected a checkpoint and a labelled set")
-        if self.batch_size <= 0:
-            raise ConfigError(f"batch_size: expected a positive number, found {self.batch_size}")
+from ocr.infer import LineReader
 
 
 def _shard_samples(cfg: EvalConfig):
-    from ocr.data.shards import read_manifest, read_rows
-
     manifest = read_manifest(cfg.data)
     if cfg.split not in manifest["counts"]["per_split"]:
         raise ConfigError(f"{cfg.data} has no {cfg.split!r} split: found "
@@ -58,9 +34,6 @@ def _shard_samples(cfg: EvalConfig):
 
 
 def _raw_samples(cfg: EvalConfig):
-    from ocr.config import IngestConfig
-    from ocr.data.ingest import make_reader
-
     icfg = IngestConfig(inputs=[cfg.data], output="-", layout=cfg.layout, separator=cfg.separator,
                         filename_style=cfg.filename_style, image_root=cfg.image_root)
     reader = make_reader(cfg.data, icfg, storage.S3Settings.from_env())
@@ -96,9 +69,6 @@ def _chunks(it, size: int):
 
 def evaluate(cfg: EvalConfig) -> dict:
     """Run the evaluation; returns the summary (also written to ``output``)."""
-    from ocr.data.images import ImageError, decode
-    from ocr.infer import LineReader
-
     reader = LineReader.load(cfg.checkpoint)
     metrics, rows, unreadable = TextMetrics(), [], 0
     started = time.perf_counter()
@@ -131,3 +101,11 @@ def evaluate(cfg: EvalConfig) -> dict:
                       worst=cfg.worst)
     summary["output"] = out
     return summary
+
+
+def summary_text(s: dict) -> str:
+    """What ``ocr eval`` prints for a recognition summary."""
+    return (f"{s['samples']} lines: CER {s['cer']:.4f}  NED {s['ned']:.4f}  char accuracy "
+            f"{s['char_accuracy']:.4f}  word accuracy {s['word_accuracy']:.4f}  "
+            f"({s['unreadable']} unreadable, {s['lines_per_s']} lines/s)\nwrote {s['output']}/"
+            "predictions.csv, summary.json, report.html")

@@ -21,7 +21,10 @@ import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
+from PIL import Image
 from ray import serve
+from ray.exceptions import ActorDiedError, ActorUnavailableError
+from ray.serve.exceptions import BackPressureError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ocr.serve import metrics
@@ -68,7 +71,6 @@ async def _http_error(request: Request, e: StarletteHTTPException):
 class _CountRequests:
     """Requests by route and status, and their latency (a plain ASGI middleware: Starlette's
     ``@app.middleware("http")`` costs about a millisecond a request)."""
-
     def __init__(self, asgi):
         self.asgi = asgi
 
@@ -92,8 +94,6 @@ app.add_middleware(_CountRequests)
 
 
 def _png_data_url(page: np.ndarray) -> str:
-    from PIL import Image
-
     buf = io.BytesIO()
     Image.fromarray(page).save(buf, "PNG")
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
@@ -103,9 +103,6 @@ async def call(method, *args, tries: int = 3):
     """``await method.remote(*args)`` on a stage, retried when its replica died (the handle
     routes the retry to a live or replacement replica); a 503 JSON answer when that fails or
     the stage sheds load."""
-    from ray.exceptions import ActorDiedError, ActorUnavailableError
-    from ray.serve.exceptions import BackPressureError
-
     for attempt in range(tries):
         try:
             return await method.remote(*args)

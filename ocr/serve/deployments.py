@@ -15,6 +15,7 @@ import asyncio
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import torch
 from ray import serve
 
 from ocr.serve.stages import DeskewerStage, DetectorStage, RecognizerStage
@@ -27,7 +28,6 @@ _STAGE_OPTIONS = dict(ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests
 
 def _device(name: str) -> str:
     if name == "auto":
-        import torch
 
         return "cuda" if torch.cuda.is_available() else "cpu"
     if name not in ("cpu", "cuda"):
@@ -40,7 +40,6 @@ class _Swappable:
     The model runs on one worker thread of its own (torch's thread count is per calling
     thread under OpenMP, so it is set there), leaving the replica's event loop free to
     gather the next batch."""
-
     stage_cls: type
     stage = None
     _key = None
@@ -69,7 +68,6 @@ class _Swappable:
 
 def _set_threads(threads: int) -> None:
     if threads > 0:
-        import torch
 
         torch.set_num_threads(threads)
 
@@ -104,7 +102,6 @@ class _Merger:
     whole @serve.batch batch, as its requests are submitted together): while the model is busy,
     the calls that arrive queue here and go into its next call together. So a model call grows
     with the load (up to all that is waiting) and a lone call never waits for company."""
-
     def __init__(self, fn):
         self.fn = fn   # async: list of items -> list of results, in order
         self.waiting: list[tuple[list, asyncio.Future]] = []
@@ -152,7 +149,6 @@ class Recognizer(_Swappable):
     """Reads line images. One call carries the crops of one request (a /recognize line, or all
     the lines of a page); ``@serve.batch`` gathers concurrent calls, and batches that arrive
     while the model is busy are merged into its next run (``_Merger``)."""
-
     stage_cls = RecognizerStage
 
     def __init__(self):

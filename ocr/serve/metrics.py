@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+from ray.serve.metrics import Counter, Histogram
+
 _ROUTES = ("/", "/healthz", "/ocr", "/recognize", "/detect", "/deskew", "/docs", "/openapi.json")
 _BOUNDS_MS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000]
 
 
 @lru_cache(maxsize=1)
 def _metrics():
-    from ray.serve.metrics import Counter, Histogram
-
     return (Counter("ocr_requests", description="OCR requests answered, by route and status",
                     tag_keys=("route", "status")),
             Histogram("ocr_request_latency_ms", description="end-to-end latency in the ingress (ms)",

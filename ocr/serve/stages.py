@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
+from ocr.infer import BoxReader, LineReader, PageDeskewer
 from ocr.models.detection.box_ops import CROP_MARGIN, crop_box
 
 
@@ -34,8 +35,6 @@ class RecognizerStage:
     that bucket's width, alone or batched, so a batched answer equals the unbatched one."""
 
     def __init__(self, path: str, device: str = "cpu"):
-        from ocr.infer import LineReader
-
         self.reader = LineReader.load(path, device)
         self.version = model_version(self.reader.meta, path)
 
@@ -82,9 +81,7 @@ class DetectorStage:
     """Finds text regions (ROI) on a page: boxes in page pixels, in reading order."""
 
     def __init__(self, path: str, device: str = "cpu"):
-        from ocr.eval.detection import Detector
-
-        self.detector = Detector(path, device)
+        self.detector = BoxReader.load(path, device)
         if self.detector.kind != "roi":
             raise ValueError(f"{path}: expected a region (ROI) detector, found a "
                              f"{self.detector.target!r} detector")
@@ -106,8 +103,6 @@ class DeskewerStage:
     """Finds the page's rotation and returns it upright. No checkpoint: the classical method."""
 
     def __init__(self, path: str | None, device: str = "cpu"):
-        from ocr.deskew import PageDeskewer
-
         self.deskewer = PageDeskewer.load(path or None, device)
         self.version = {**self.deskewer.version, "checkpoint": path or None}
 

@@ -73,6 +73,7 @@ async def capped_body(request, limits: UploadLimits):
 
 
 async def _multipart_file(request, limits: UploadLimits) -> bytes:
+    # lazy: only the HTTP path parses uploads; ServeConfig (the CLI's parser) imports this module
     from starlette.datastructures import UploadFile
     from starlette.formparsers import MultiPartException, MultiPartParser
 

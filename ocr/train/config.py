@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import yaml
+
 from ocr.config import ConfigError, absolute_paths, opt
 
 TASKS = ("recognition", "detection", "orientation")
@@ -105,8 +107,6 @@ class TrainConfig:
 
     def model_overrides(self) -> dict:
         """``model_set`` as a dict of parsed values (``hidden=64`` -> ``{"hidden": 64}``)."""
-        import yaml
-
         out = {}
         for pair in self.model_set:
             key, sep, value = pair.partition("=")

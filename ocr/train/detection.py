@@ -8,10 +8,10 @@ What is learnt is ``cfg.target``, a box label of the data:
 * ``char``: one class per symbol of the manifest's charset (class ``i + 1`` = symbol ``i``,
   the charset's own numbering). A sample is a crop of a ground-truth ``line`` box grown by
   :data:`CROP_MARGIN` of its height on each side (jittered in training), fitted to the model
-  size (default 64x256) by :func:`fit_crop`, with the ``char`` boxes whose centre lies in the
+  size (default 64x256) by :func:`~ocr.data.boxes.fit_crop`, with the ``char`` boxes whose centre lies in the
   line mapped into it. This is the second stage of the two-stage reader (the ROI model is
   trained on its own); at inference the crops come from an ROI model's predictions
-  (:mod:`ocr.eval.detection`).
+  (:class:`~ocr.infer.BoxReader`).
 
 Text boxes are small and wide, unlike the objects the SSD presets were made for, so each
 mode replaces the preset's anchor settings with its own (:data:`ANCHORS`; ``--model-set``
@@ -32,26 +32,29 @@ of tensors* would be concatenated along dim 0): :meth:`DetectionTask.loss` moves
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from typing import NamedTuple
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from ocr.charset import Charset
 from ocr.config import ConfigError
+from ocr.data.boxes import box_array, line_crop
 from ocr.data.images import Preprocess, decode
-from ocr.models.detection.box_ops import CROP_MARGIN, crop_box
-from ocr.train import checkpoint
-from ocr.train.augment import random_blur, random_photometric
+from ocr.data.loader import read_split
+from ocr.data.shards import box_labels, ids_to_ints
+from ocr.eval.box_metrics import SCORE_THRESHOLD, evaluate_detections
+from ocr.eval.metrics import TextMetrics
+from ocr.infer.detection import BACKGROUND, READOUT
+from ocr.models.detection import DETECTORS, boxes_to_text
+from ocr.models.detection.box_ops import CROP_MARGIN
+from ocr.train.augment import MIN_SIDE, augment_detection
 from ocr.train.config import TrainConfig
-from ocr.train.task import ids_to_ints, load_manifests, numpy_collate, split_rows, val_batches
+from ocr.train.data import load_manifests, numpy_collate, split_rows, val_batches
+from ocr.train.task import TaskBase
 
-BACKGROUND = "__background__"   # classes[0]
-MIN_SIDE = 1.0                  # boxes under one model-input pixel on a side are dropped
 DEFAULT_MODEL = "ssdlite_mobilenetv2"
 SIZES = {"roi": (320, 320), "char": (64, 256)}   # default (height, width)
 # Anchors for text: a stride-8 map for small lines, wide aspect ratios (a 320x320 page of
@@ -62,7 +65,6 @@ ANCHORS = {
             "aspect_ratios": [2.0, 3.0, 5.0, 8.0], "iou_threshold": 0.4},
     "char": {"feature_strides": [8, 16], "min_ratio": 0.25, "aspect_ratios": [2.0, 3.0, 5.0]},
 }
-READOUT = {"min_score": 0.5, "space_gap": 0.25}   # boxes_to_text settings for char models
 
 
 class Sample(NamedTuple):
@@ -73,12 +75,6 @@ class Sample(NamedTuple):
     boxes: np.ndarray
     labels: np.ndarray
     text: str = ""
-
-
-def box_array(boxes, label: str | None = None) -> np.ndarray:
-    """float32 (n, 4) xyxy of the shard boxes (dicts x0, y0, x1, y1, label, text) with ``label``."""
-    rows = [(b["x0"], b["y0"], b["x1"], b["y1"]) for b in boxes if label is None or b["label"] == label]
-    return np.asarray(rows, np.float32).reshape(-1, 4)
 
 
 def map_boxes(boxes: np.ndarray, origin: tuple[float, float], scale: tuple[float, float],
@@ -98,30 +94,6 @@ def page_sample(page: Image.Image, boxes, preprocess: Preprocess, target: str) -
     h, w = arr.shape[:2]
     mapped, _ = map_boxes(box_array(boxes, target), (0.0, 0.0), (w / page.width, h / page.height), (w, h))
     return Sample(arr, mapped, np.ones(len(mapped), np.int64))
-
-
-def fit_crop(crop: Image.Image, preprocess: Preprocess) -> tuple[np.ndarray, float, float]:
-    """A line crop as uint8 (H, W, C) of ``preprocess``'s size, scaled uniformly: a crop wider
-    than W/H is first padded at the bottom (last row repeated) to that aspect, then
-    ``preprocess`` (keep_ratio) resizes it to height H and pads it on the right to W.
-    Returns (image, x scale, y scale) from crop pixels to image pixels."""
-    mode = "L" if preprocess.channels == 1 else "RGB"
-    crop = crop.convert(mode)
-    w, h = crop.size
-    need = max(h, math.ceil(w * preprocess.height / preprocess.width))
-    if need > h:
-        arr = np.asarray(crop)
-        pad = ((0, need - h), (0, 0)) + (((0, 0),) if arr.ndim == 3 else ())
-        crop = Image.fromarray(np.pad(arr, pad, mode="edge"))
-    arr = preprocess.resize(crop)
-    return preprocess.pad_to(arr, preprocess.width), arr.shape[1] / w, preprocess.height / need
-
-
-def line_crop(page: Image.Image, line: np.ndarray, preprocess: Preprocess, margins=(CROP_MARGIN,) * 4):
-    """(uint8 image (H, W, C), crop (x0, y0, x1, y1) in page pixels, (x scale, y scale)) of a line."""
-    box = crop_box(line, page.size, margins)
-    image, sx, sy = fit_crop(page.crop(box), preprocess)
-    return image, box, (sx, sy)
 
 
 def line_samples(page: Image.Image, boxes, preprocess: Preprocess, class_of: dict[str, int],
@@ -185,67 +157,10 @@ class DetectionCollate:
         return {"ids": torch.from_numpy(ids), "images": torch.from_numpy(images), "targets": targets}
 
 
-# --- box-aware online augmentation --------------------------------------------------------
-def _uniform(n: int, limit: float, g: torch.Generator, device) -> torch.Tensor:
-    return (torch.rand(n, generator=g, device=device) * 2 - 1) * limit
-
-
-def random_zoom(images: torch.Tensor, targets: list[dict], strength: float, g: torch.Generator):
-    """Per sample, scale each axis by up to 20% x ``strength`` and shift by up to 5% x
-    ``strength`` of the side (edge pixels fill what comes in); boxes move with the pixels, are
-    clipped, and dropped when under half their area or :data:`MIN_SIDE` remains."""
-    b, _, h, w = images.shape
-    dev = images.device
-    sx, sy = 1 + _uniform(b, 0.2 * strength, g, dev), 1 + _uniform(b, 0.2 * strength, g, dev)
-    tx, ty = _uniform(b, 0.1 * strength, g, dev), _uniform(b, 0.1 * strength, g, dev)
-    zero = torch.zeros_like(sx)
-    theta = torch.stack([torch.stack([1 / sx, zero, tx], 1), torch.stack([zero, 1 / sy, ty], 1)], 1)
-    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
-    images = F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
-    out = []
-    for i, t in enumerate(targets):
-        boxes = t["boxes"]
-        # output x (normalised to [-1, 1]) = s * (input x - t): the inverse of the sampling grid
-        nx = (boxes[:, 0::2] * (2 / w) - 1 - tx[i]) * sx[i]
-        ny = (boxes[:, 1::2] * (2 / h) - 1 - ty[i]) * sy[i]
-        moved = torch.stack([(nx[:, 0] + 1) * w / 2, (ny[:, 0] + 1) * h / 2,
-                             (nx[:, 1] + 1) * w / 2, (ny[:, 1] + 1) * h / 2], 1)
-        clipped = torch.stack([moved[:, 0].clamp(0, w), moved[:, 1].clamp(0, h),
-                               moved[:, 2].clamp(0, w), moved[:, 3].clamp(0, h)], 1)
-        bw, bh = clipped[:, 2] - clipped[:, 0], clipped[:, 3] - clipped[:, 1]
-        area = (moved[:, 2] - moved[:, 0]) * (moved[:, 3] - moved[:, 1])
-        keep = (bw >= MIN_SIDE) & (bh >= MIN_SIDE) & (bw * bh >= 0.5 * area)
-        out.append({"boxes": clipped[keep], "labels": t["labels"][keep]})
-    return images, out
-
-
-def augment_detection(images: torch.Tensor, targets: list[dict], strength: float, g: torch.Generator):
-    """Zoom/shift (boxes follow), blur, contrast, brightness and noise; identity at 0."""
-    if strength <= 0:
-        return images, targets
-    images, targets = random_zoom(images, targets, strength, g)
-    return random_photometric(random_blur(images, strength, g), strength, g), targets
-
-
 # --- the task -------------------------------------------------------------------------------
-def label_counts(data: str, split: str) -> Counter:
-    """Box labels of the first shard of ``split`` (a cheap look at what the data holds: only
-    that file's ``boxes`` column is read)."""
-    import pyarrow.parquet as pq
-
-    from ocr import storage
-    from ocr.data.shards import shard_uris
-
-    uris = shard_uris(data, split)
-    if not uris:
-        return Counter()
-    fs, path = storage.filesystem(uris[0], storage.S3Settings.from_env())
-    boxes = pq.read_table(path, filesystem=fs, columns=["boxes"]).column("boxes").combine_chunks()
-    return Counter(boxes.flatten().field("label").to_pylist())
-
-
-class DetectionTask:
+class DetectionTask(TaskBase):
     name = "detection"
+    large_samples = True
     metric, mode = "val_map50", "max"
     extra_names: list[str] = []
 
@@ -255,7 +170,7 @@ class DetectionTask:
         self.train_rows = split_rows(manifest, cfg.train_split)
         self.target = cfg.target or "line"
         self.kind = "char" if self.target == "char" else "roi"
-        self._check_labels(label_counts(cfg.data, cfg.train_split))
+        self._check_labels(box_labels(cfg.data, cfg.train_split))
         self.charset = self._charset(manifest, val_manifest) if self.kind == "char" else None
         self.classes = [BACKGROUND, *(self.charset.symbols if self.charset else [self.target])]
         height, width = SIZES[self.kind]
@@ -290,21 +205,16 @@ class DetectionTask:
         return charset
 
     def _arch(self, name: str, overrides: dict) -> dict:
-        from ocr.models.detection import create_detector
-
         p = self.preprocess
         try:
-            model = create_detector(name, num_classes=len(self.classes), size=[p.height, p.width],
+            model = DETECTORS.create(name, num_classes=len(self.classes), size=[p.height, p.width],
                                     channels=p.channels, **overrides)
         except (TypeError, ValueError) as e:
             raise ConfigError(f"model: {e}") from None
         return model.arch_config()
 
     def _from_checkpoint(self) -> dict:
-        meta = checkpoint.read_meta(self.cfg.init_from)
-        if meta["task"] != "detection":
-            raise ConfigError(f"init_from {self.cfg.init_from} is a {meta['task']} checkpoint: "
-                              "expected detection")
+        meta = self.init_meta()
         if meta.get("classes") != self.classes:
             old, new = meta.get("classes") or [], self.classes
             raise ConfigError(f"init_from {self.cfg.init_from}: its {len(old)} classes differ from "
@@ -315,8 +225,6 @@ class DetectionTask:
     # --- on the driver ----------------------------------------------------------------
     def datasets(self) -> dict:
         """Training pages stream through Ray Data; validation is read by each worker."""
-        from ocr.data.loader import read_split
-
         return {"train": read_split(self.cfg.data, self.cfg.train_split, self._columns())}
 
     @staticmethod
@@ -330,25 +238,9 @@ class DetectionTask:
                 "target": self.target, "readout": dict(READOUT) if self.kind == "char" else None}
 
     # --- in the workers ---------------------------------------------------------------
-    def build_model(self) -> torch.nn.Module:
-        model = checkpoint.build_model(self.model_meta())
-        if self.cfg.init_from:
-            folder = checkpoint.local_copy(self.cfg.init_from)
-            model.load_state_dict(torch.load(folder / checkpoint.MODEL_FILE, map_location="cpu",
-                                             weights_only=True))
-        return model
-
-    def train_batches(self, epoch: int, skip_ids: frozenset[int]):
-        import ray.train
-
-        collate = numpy_collate(DetectionCollate, self.preprocess, self.target, self.classes, skip_ids,
-                                 jitter=min(1.0, 2 * self.cfg.augment), seed=self.cfg.seed * 1000 + epoch)
-        shard = ray.train.get_dataset_shard("train")
-        # pages are large: the local shuffle buffer holds at most 8 batches of them
-        buffer = min(self.cfg.shuffle_buffer, 8 * self.cfg.batch_size) or None
-        return shard.iter_torch_batches(batch_size=self.cfg.batch_size, collate_fn=collate,
-                                        local_shuffle_buffer_size=buffer,
-                                        local_shuffle_seed=self.cfg.seed * 1000 + epoch)
+    def collate(self, epoch: int, skip_ids: frozenset[int]):
+        return numpy_collate(DetectionCollate, self.preprocess, self.target, self.classes, skip_ids,
+                             jitter=min(1.0, 2 * self.cfg.augment), seed=self.cfg.seed * 1000 + epoch)
 
     def loss(self, model, batch: dict, device, gen: torch.Generator) -> tuple[torch.Tensor, list[float]]:
         """Summed SSD loss (box regression + classification, each per positive anchor) of a
@@ -373,8 +265,6 @@ class DetectionTask:
     def validate(self, model, device) -> dict:
         """This worker's predictions and ground truth (numpy, model-input pixels) and, for
         char models, (line text, text read from the predicted boxes) pairs."""
-        from ocr.models.detection import boxes_to_text
-
         preds, gts, texts = [], [], []
         for samples in self._val_samples():
             x = torch.from_numpy(self.preprocess.normalise(np.stack([s.image for s in samples])))
@@ -391,9 +281,6 @@ class DetectionTask:
     def val_metrics(self, parts: list[dict]) -> dict:
         """mAP@0.5, COCO mAP@[.5:.95], precision and recall (score >= 0.5, IoU 0.5) over every
         worker's validation parts; char models add line text accuracy and CER."""
-        from ocr.eval.detection import SCORE_THRESHOLD, evaluate_detections
-        from ocr.eval.metrics import TextMetrics
-
         preds = [p for part in parts for p in part["preds"]]
         gts = [g for part in parts for g in part["gts"]]
         r = evaluate_detections(preds, gts, score_threshold=SCORE_THRESHOLD)

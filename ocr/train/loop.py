@@ -15,17 +15,22 @@ trained in the current epoch, which the rest of that epoch skips.
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import os
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 
+import ray.train
 import torch
+from ray.train.v2._internal.execution import context as train_context
 
-from ocr.train import checkpoint, dist
+from ocr import checkpoint
+from ocr.train import dist
 from ocr.train.average import WeightAverage
 from ocr.train.config import TrainConfig
+from ocr.train.ranking import ranks_before
 from ocr.train.runlog import RunLog
 
 
@@ -76,7 +81,6 @@ WARMUP_SHARE = 0.1   # the warm-up never takes more than this share of the run
 
 def lr_factor(step: int, cfg: TrainConfig, total: int, time_share: float = 0.0) -> float:
     """A linear warm-up times the decay: constant, cosine to 5%, or one-cycle (cosine to 0).
-
     The run's progress is the larger of its share of ``total`` steps and ``time_share`` (the
     share of ``max_minutes`` used): a time-limited run's schedule ends with its time, however
     many steps fit in it, and a run that reaches ``total`` first ends with its steps. The
@@ -97,12 +101,6 @@ def autocast(cfg: TrainConfig, device: torch.device):
 
 class Loop:
     def __init__(self, config: dict):
-        import logging
-
-        import ray.train
-        import ray.train.torch
-        from ray.train.v2._internal.execution import context as train_context
-
         # Ray Train logs every report with its metrics at INFO (its logger is named by file).
         for name in ("ray.train", train_context.__file__):
             logging.getLogger(name).setLevel(logging.WARNING)
@@ -165,8 +163,6 @@ class Loop:
 
     def _report_divergence(self, reason: str) -> None:
         """End the run cleanly with the reason in its metrics: no retry can fix a divergence."""
-        import ray.train
-
         if self.rank == 0:
             print(f"diverged: {reason}", flush=True)
             self.log.write({"step": self.state.step, "epoch": self.state.epoch, "loss": float("nan"),
@@ -259,8 +255,6 @@ class Loop:
 
     # --- validation and checkpoints -------------------------------------------------------
     def _validate_and_report(self) -> None:
-        import ray.train
-
         dist.average_buffers(self.model)
         model = self.average.synced(self.model) if self.average else self.model
         model.eval()
@@ -268,7 +262,7 @@ class Loop:
         metrics = self.task.val_metrics(parts)
         st = self.state
         score = metrics[self.task.metric]
-        if st.best is None or not checkpoint.ranks_before(score, st.best, self.task.mode):
+        if st.best is None or not ranks_before(score, st.best, self.task.mode):
             st.best, st.best_step = score, st.step
         st.seconds = round(self.elapsed(), 2)
         metrics.update(step=st.step, epoch=st.epoch, samples=st.samples, seconds=st.seconds,
@@ -301,7 +295,6 @@ class Loop:
 
 def _next_to_train(batches) -> dict | None:
     """This worker's next batch with samples still to train this epoch; None when its data is done.
-
     After a resume the batches of samples trained before the checkpoint come back empty
     from the collate: skipping them here matters, since a step where every worker has an
     empty batch ends the epoch (and would lose the samples still to come in it).

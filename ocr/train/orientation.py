@@ -39,12 +39,17 @@ import torch.nn.functional as F
 
 from ocr.config import ConfigError
 from ocr.data.images import decode
+from ocr.data.loader import read_split
+from ocr.data.shards import ids_to_ints
+from ocr.eval.orientation import orientation_metrics
+from ocr.models.orientation import ORIENTERS
 from ocr.models.orientation.angles import decompose, seeded_turn, wrap
+from ocr.models.orientation.infer import model_estimates
 from ocr.models.orientation.preprocess import Jitter, PagePreprocess
-from ocr.train import checkpoint
 from ocr.train.augment import random_blur, random_photometric, random_stroke
 from ocr.train.config import TrainConfig
-from ocr.train.task import _check_split, _manifest, ids_to_ints, numpy_collate, split_rows, val_batches
+from ocr.train.data import load_manifests, numpy_collate, split_rows, val_batches
+from ocr.train.task import TaskBase
 
 DEFAULT_MODEL = "deskew_fft"
 RESIDUAL = 0.5           # degrees: std of the skew left in orientation views (clipped at 3 std)
@@ -96,8 +101,9 @@ def augment_views(x: torch.Tensor, strength: float, g: torch.Generator) -> torch
     return random_photometric(random_blur(random_stroke(x, strength, g), strength, g), strength, g)
 
 
-class OrientationTask:
+class OrientationTask(TaskBase):
     name = "orientation"
+    large_samples = True
     metric, mode = "val_angle_mae", "min"
     extra_names: list[str] = []
     val_columns = ["val_angle_mae", "val_skew_mae", "val_within_0_5", "val_within_1",
@@ -105,11 +111,7 @@ class OrientationTask:
 
     def __init__(self, cfg: TrainConfig):
         self.cfg = cfg
-        manifest = _manifest(cfg.data)
-        _check_split(cfg.data, manifest, cfg.train_split)
-        val_data = cfg.val_data or cfg.data
-        val_manifest = _manifest(val_data) if cfg.val_data else manifest
-        _check_split(val_data, val_manifest, cfg.val_split)
+        manifest, val_manifest = load_manifests(cfg, None)   # any image shards
         self.train_rows = split_rows(manifest, cfg.train_split)
         self.columns = self._columns(manifest)
         self.val_cols = self._columns(val_manifest)
@@ -135,29 +137,23 @@ class OrientationTask:
             raise ConfigError(f"target: orientation training learns angles, not boxes; found {cfg.target!r}")
 
     def _arch(self, name: str, overrides: dict) -> tuple[dict, PagePreprocess]:
-        from ocr.models.orientation import create_orienter, preset_side
-
         try:
-            side = self.cfg.height or self.cfg.width or overrides.pop("side", None) or preset_side(name)
+            side = self.cfg.height or self.cfg.width or overrides.pop("side", None) \
+                or ORIENTERS.defaults(name)["side"]
             crops = {k: overrides.pop(k) for k in ("orientation_zoom", "orientation_crops") if k in overrides}
-            model = create_orienter(name, side=side, **overrides)
+            model = ORIENTERS.create(name, side=side, **overrides)
             preprocess = PagePreprocess(side=side, work=max(448, 2 * side), **crops)
         except (TypeError, ValueError) as e:
             raise ConfigError(f"model: {e}") from None
         return model.arch_config(), preprocess
 
     def _from_checkpoint(self) -> tuple[dict, PagePreprocess]:
-        meta = checkpoint.read_meta(self.cfg.init_from)
-        if meta["task"] != "orientation":
-            raise ConfigError(f"init_from {self.cfg.init_from} is a {meta['task']} checkpoint: "
-                              "expected orientation")
+        meta = self.init_meta()
         return meta["arch"], PagePreprocess.from_json(meta["preprocess"])
 
     # --- on the driver ----------------------------------------------------------------
     def datasets(self) -> dict:
         """Training pages stream through Ray Data; validation is read by each worker."""
-        from ocr.data.loader import read_split
-
         return {"train": read_split(self.cfg.data, self.cfg.train_split, self.columns)}
 
     def model_meta(self) -> dict:
@@ -165,24 +161,9 @@ class OrientationTask:
                 "preprocess": self.preprocess.to_json()}
 
     # --- in the workers ---------------------------------------------------------------
-    def build_model(self) -> torch.nn.Module:
-        model = checkpoint.build_model(self.model_meta())
-        if self.cfg.init_from:
-            folder = checkpoint.local_copy(self.cfg.init_from)
-            model.load_state_dict(torch.load(folder / checkpoint.MODEL_FILE, map_location="cpu",
-                                             weights_only=True))
-        return model
-
-    def train_batches(self, epoch: int, skip_ids: frozenset[int]):
-        import ray.train
-
-        collate = numpy_collate(OrientationCollate, self.preprocess, skip_ids, self.cfg.seed * 1000 + epoch,
-                                 jitter=self.cfg.augment)
-        shard = ray.train.get_dataset_shard("train")
-        buffer = min(self.cfg.shuffle_buffer, 8 * self.cfg.batch_size) or None  # pages are large
-        return shard.iter_torch_batches(batch_size=self.cfg.batch_size, collate_fn=collate,
-                                        local_shuffle_buffer_size=buffer,
-                                        local_shuffle_seed=self.cfg.seed * 1000 + epoch)
+    def collate(self, epoch: int, skip_ids: frozenset[int]):
+        return numpy_collate(OrientationCollate, self.preprocess, skip_ids, self.cfg.seed * 1000 + epoch,
+                             jitter=self.cfg.augment)
 
     def loss(self, model, batch: dict, device, gen: torch.Generator) -> tuple[torch.Tensor, list[float]]:
         """Skew cross-entropy (soft bucket targets) + orientation cross-entropy of a CPU batch,
@@ -197,8 +178,6 @@ class OrientationTask:
     @torch.no_grad()
     def validate(self, model, device) -> list[tuple]:
         """(truth, angle, skew, orientation) of this worker's validation pages."""
-        from ocr.models.orientation.infer import model_estimates
-
         rows = []
         for batch in val_batches(self.cfg, self.val_cols):
             ids = ids_to_ints(batch["id"]).tolist()
@@ -211,8 +190,6 @@ class OrientationTask:
         return rows
 
     def val_metrics(self, parts: list[list[tuple]]) -> dict:
-        from ocr.eval.orientation import orientation_metrics
-
         rows = [r for part in parts for r in part]
         m = orientation_metrics(*zip(*rows))
         return {"val_angle_mae": m["angle_mae"], "val_skew_mae": m["skew_mae"],

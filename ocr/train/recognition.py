@@ -9,11 +9,13 @@ from ocr.charset import Charset
 from ocr.config import ConfigError
 from ocr.data.images import Preprocess
 from ocr.data.loader import RecognitionCollate, read_split
+from ocr.data.shards import ids_to_ints
 from ocr.eval.metrics import TextMetrics
-from ocr.train import checkpoint
+from ocr.models.recognition import RECOGNIZERS
 from ocr.train.augment import augment_batch
 from ocr.train.config import TrainConfig
-from ocr.train.task import ids_to_ints, load_manifests, numpy_collate, split_rows, val_batches
+from ocr.train.data import load_manifests, numpy_collate, split_rows, val_batches
+from ocr.train.task import TaskBase
 
 
 class TrainCollate(RecognitionCollate):
@@ -40,7 +42,7 @@ def _repeats(targets: torch.Tensor) -> torch.Tensor:
     return ((targets[:, 1:] == targets[:, :-1]) & (targets[:, 1:] != 0)).sum(1)
 
 
-class RecognitionTask:
+class RecognitionTask(TaskBase):
     name = "recognition"
     metric, mode = "val_cer", "min"
     val_columns = ["val_loss", "val_cer", "val_ned", "val_char_accuracy", "val_word_accuracy",
@@ -72,11 +74,9 @@ class RecognitionTask:
                               f"{''.join(extra[:40])!r}")
 
     def _arch(self, name: str, overrides: dict) -> dict:
-        from ocr.models.recognition import create_recognizer
-
         p = self.preprocess
         try:
-            model = create_recognizer(name, num_classes=self.charset.num_classes, height=p.height,
+            model = RECOGNIZERS.create(name, num_classes=self.charset.num_classes, height=p.height,
                                       width=p.width, channels=p.channels, **overrides)
         except (TypeError, ValueError) as e:
             raise ConfigError(f"model: {e}") from None
@@ -85,9 +85,7 @@ class RecognitionTask:
         return model.arch_config()
 
     def _from_checkpoint(self, data_charset: Charset) -> tuple[Charset, dict]:
-        meta = checkpoint.read_meta(self.cfg.init_from)
-        if meta["task"] != "recognition":
-            raise ConfigError(f"init_from {self.cfg.init_from} is a {meta['task']} checkpoint")
+        meta = self.init_meta()
         old = Charset.from_json(meta["charset"])
         new_symbols = [s for s in data_charset.symbols if s not in old]
         charset = old
@@ -129,16 +127,8 @@ class RecognitionTask:
                 "preprocess": self.preprocess.to_json()}
 
     # --- in the workers ---------------------------------------------------------------
-    def build_model(self) -> torch.nn.Module:
-        model = checkpoint.build_model(self.model_meta())
-        if self.cfg.init_from:
-            self._load_init(model)
-        return model
-
-    def _load_init(self, model: torch.nn.Module) -> None:
+    def init_weights(self, model: torch.nn.Module, old: dict) -> dict:
         """Old weights; with a grown charset, old classifier rows kept and new ones fresh."""
-        folder = checkpoint.local_copy(self.cfg.init_from)
-        old = torch.load(folder / checkpoint.MODEL_FILE, map_location="cpu", weights_only=True)
         new = model.state_dict()
         for key, value in old.items():
             if new[key].shape == value.shape:
@@ -151,19 +141,10 @@ class RecognitionTask:
                 else:  # rows blank, symbols...
                     grown[: value.shape[0]] = value
                 new[key] = grown
-        model.load_state_dict(new)
+        return new
 
-    def _batches(self, split: str, collate, shuffle: bool, seed: int):
-        import ray.train
-
-        shard = ray.train.get_dataset_shard(split)
-        buffer = self.cfg.shuffle_buffer if shuffle and self.cfg.shuffle_buffer else None
-        return shard.iter_torch_batches(batch_size=self.cfg.batch_size, collate_fn=collate,
-                                        local_shuffle_buffer_size=buffer, local_shuffle_seed=seed)
-
-    def train_batches(self, epoch: int, skip_ids: frozenset[int]):
-        collate = numpy_collate(TrainCollate, self.charset, self.preprocess, skip_ids)
-        return self._batches("train", collate, True, self.cfg.seed * 1000 + epoch)
+    def collate(self, epoch: int, skip_ids: frozenset[int]):
+        return numpy_collate(TrainCollate, self.charset, self.preprocess, skip_ids)
 
     def loss(self, model, batch: dict, device, gen: torch.Generator) -> tuple[torch.Tensor, list[float]]:
         """Mean loss of a batch (moved to ``device``, augmented with ``gen``), and the count of

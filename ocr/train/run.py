@@ -15,13 +15,18 @@ import math
 import os
 import time
 
+import ray
 import yaml
+from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+from ray.train.torch import TorchConfig, TorchTrainer
 
 from ocr import storage
 from ocr.config import ConfigError
-from ocr.train import checkpoint
+from ocr.families import make_task
+from ocr.runtime import configure_data, ensure_ray
 from ocr.train.config import TrainConfig
-from ocr.train.task import make_task
+from ocr.train.loop import train_loop_per_worker
+from ocr.train.ranking import best_of
 
 # Keys that may change when a run continues; any other difference is refused.
 _RESUMABLE = {"epochs", "max_steps", "max_minutes", "val_every", "log_every", "max_bad_steps",
@@ -36,7 +41,7 @@ def run_dir_of(cfg: TrainConfig) -> tuple[str, str]:
     return name, storage.join(root, name)
 
 
-def _check_or_write_config(cfg: TrainConfig, run_dir: str) -> bool:
+def check_or_write_config(cfg: TrainConfig, run_dir: str) -> bool:
     """Write config.yaml for a new run; for an existing one, refuse a changed model. True: resumed."""
     s3 = storage.S3Settings.from_env()
     uri = storage.join(run_dir, "config.yaml")
@@ -57,8 +62,6 @@ def _check_or_write_config(cfg: TrainConfig, run_dir: str) -> bool:
 def _threads_and_cpus(cfg: TrainConfig) -> tuple[int, float]:
     """(torch threads, Ray CPUs) per worker. By default the workers share the cluster's CPUs
     but one, which Ray Data's readers need; each worker computes with its share of cores."""
-    import ray
-
     if cfg.cpus_per_worker > 0:
         return max(1, round(cfg.cpus_per_worker)), cfg.cpus_per_worker
     cpus = ray.cluster_resources().get("CPU", 1)
@@ -85,11 +88,6 @@ def total_steps(cfg: TrainConfig, task) -> int:
 
 def build_trainer(cfg: TrainConfig, task, run_name: str, run_dir: str, callbacks: list | None = None):
     """The TorchTrainer (also what ``ocr tune`` runs in each trial, with Tune's callback)."""
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchConfig, TorchTrainer
-
-    from ocr.train.loop import train_loop_per_worker
-
     threads, cpus = _threads_and_cpus(cfg)
     total = total_steps(cfg, task)
     resources = {"CPU": cpus, **({"GPU": 1} if cfg.use_gpu else {})}
@@ -116,7 +114,7 @@ def publish_best(result, task, run_dir: str) -> dict:
     ranked = [(c, m) for c, m in (result.best_checkpoints or []) if m.get(task.metric) is not None]
     if not ranked:
         return {}
-    best, metrics = checkpoint.best_of(ranked, task.metric, task.mode)
+    best, metrics = best_of(ranked, task.metric, task.mode)
     with best.as_directory() as folder:
         for name in os.listdir(folder):
             if name.endswith((".pt", ".json")) and name != "train_state.pt":
@@ -129,13 +127,11 @@ def publish_best(result, task, run_dir: str) -> dict:
 
 def train(cfg: TrainConfig) -> dict:
     """Run (or continue) a training run; returns its summary (also RUN/summary.json)."""
-    from ocr.runtime import configure_data, ensure_ray
-
     task = make_task(cfg)  # refuses bad data, charset, model or feasibility before any worker
     run_name, run_dir = run_dir_of(cfg)
     ensure_ray(cfg.num_cpus, dashboard=True)
     configure_data(progress=False)
-    resumed = _check_or_write_config(cfg, run_dir)
+    resumed = check_or_write_config(cfg, run_dir)
     print(f"run {run_name} ({'continuing' if resumed else 'new'}): {run_dir}", flush=True)
     started = time.perf_counter()
     result = build_trainer(cfg, task, run_name, run_dir).fit()

@@ -29,7 +29,7 @@ def _fmt_time(seconds: float) -> str:
 
 class RunLog:
     def __init__(self, run_dir: str, val_columns: list[str], resume_step: int, total_steps: int):
-        from tensorboardX import SummaryWriter
+        from tensorboardX import SummaryWriter  # lazy: only the rank-0 worker writes TensorBoard
 
         self.run_dir = run_dir
         self.remote = storage.is_s3(run_dir)

@@ -14,10 +14,11 @@ import os
 
 import torch
 
+from ocr import checkpoint
 from ocr.config import ConfigError, from_dict
-from ocr.train import checkpoint
+from ocr.families import make_task
 from ocr.train.config import TrainConfig
-from ocr.train.task import make_task
+from ocr.tune.space import apply
 
 
 def activation_bytes(model: torch.nn.Module, x: torch.Tensor) -> int:
@@ -56,7 +57,7 @@ def device_budget(use_gpu: bool, concurrent_workers: int) -> int:
     if use_gpu and torch.cuda.is_available():
         return int(torch.cuda.get_device_properties(0).total_memory * 0.9)
     try:
-        import psutil
+        import psutil  # lazy: an optional dependency (the fallback reads /proc via sysconf)
 
         free = psutil.virtual_memory().available
     except ImportError:
@@ -66,8 +67,6 @@ def device_budget(use_gpu: bool, concurrent_workers: int) -> int:
 
 def check_point(base: dict, point: dict, budget: int) -> tuple[TrainConfig | None, str | None]:
     """(config, None) when the point can train, else (None, the reason)."""
-    from ocr.tune.space import apply
-
     try:
         cfg = from_dict(TrainConfig, apply(base, point))
         task = make_task(cfg)

@@ -17,46 +17,24 @@ import json
 import math
 import os
 import time
-from dataclasses import dataclass
+
+import ray
+from ray import tune
+from ray.tune.integration.ray_train import TuneReportCallback
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
 from ocr import storage
-from ocr.config import ConfigError, absolute_paths, from_dict, opt
+from ocr.config import ConfigError, from_dict
+from ocr.families import make_task
+from ocr.runtime import configure_data, ensure_ray
 from ocr.train.config import TrainConfig
+from ocr.train.run import build_trainer, check_or_write_config, publish_best, run_dir_of, total_steps
+from ocr.tune.config import SweepConfig
 from ocr.tune.feasible import check_point, device_budget
-from ocr.tune.space import load_space, points
+from ocr.tune.results import summarise
+from ocr.tune.space import apply, load_space, points
 
 TRIAL_CPU = 0.01  # a trial only waits for its driver (see _TrialDriver)
-
-
-@dataclass
-class SweepConfig:
-    """What to sweep and how; the training settings come from the training config."""
-
-    space: str = opt("", "YAML search space (see README, Sweeps)", path="file")
-    num_samples: int = opt(8, "random draws per grid combination")
-    scheduler: str = opt("asha", "asha stops weak trials early on the validation metric; fifo runs "
-                         "every trial to its end", choices=("asha", "fifo"))
-    grace_period: int = opt(1, "validations every trial gets before ASHA may stop it")
-    reduction_factor: int = opt(2, "ASHA keeps 1 in this many trials at each rung")
-    max_concurrent: int = opt(0, "trials at once; 0: as many as the cluster's CPUs (or GPUs) hold")
-    storage: str = opt("sweeps", "folder (or s3:// URI) that holds the sweep folders", path="output")
-    name: str = opt("", "sweep name, its folder under --storage (empty: sweep-TIMESTAMP); with "
-                    "--resume, the sweep to continue")
-    resume: bool = opt(False, "continue the sweep --name after an interruption")
-    strict: bool = opt(False, "refuse the space if any point cannot train (default: drop the point)")
-    seed: int = opt(0, "random seed of the draws")
-    train_set: list[str] = opt(factory=list, metavar="KEY=VALUE",
-                               help="training settings to change over --config, such as num_workers=1")
-    verbose: int = opt(1, "Tune's console output: 0 quiet, 1 status tables, 2 also each result")
-
-    def __post_init__(self):
-        absolute_paths(self)
-        if self.scheduler not in ("asha", "fifo"):
-            raise ConfigError(f"scheduler: expected asha or fifo, found {self.scheduler!r}")
-        if self.num_samples < 1:
-            raise ConfigError(f"num_samples: expected >= 1, found {self.num_samples}")
-        if self.resume and not self.name:
-            raise ConfigError("resume: expected --name of the sweep to continue")
 
 
 def feasible_points(base: dict, sweep: SweepConfig, budget: int) -> tuple[list[dict], list[dict]]:
@@ -76,8 +54,6 @@ def feasible_points(base: dict, sweep: SweepConfig, budget: int) -> tuple[list[d
 
 def _per_trial(base: TrainConfig) -> tuple[float, int]:
     """(CPUs per worker, trials at once) on this cluster."""
-    import ray
-
     cpus = ray.cluster_resources().get("CPU", 1)
     if base.use_gpu:
         return base.cpus_per_worker or 1.0, max(1, int(ray.cluster_resources().get("GPU", 1)
@@ -89,24 +65,17 @@ def _per_trial(base: TrainConfig) -> tuple[float, int]:
 
 class _TrialDriver:
     """Runs a trial's TorchTrainer *outside* the trial's placement group.
-
     Tune places each trial in a placement group that captures what it starts. Ray Train's
     controller and Ray Data's split coordinator would land in it, and Ray Data's read tasks
     would wait for CPUs the tiny bundle does not have. An actor started with the DEFAULT
     strategy escapes the capture; it is owned by the trial, so it dies with it (ASHA)."""
-
     def fit(self, params: dict, callback) -> None:
-        from ocr.runtime import configure_data
-        from ocr.train.run import _check_or_write_config, build_trainer, publish_best, run_dir_of
-        from ocr.train.task import make_task
-        from ocr.tune.space import apply
-
         data = {**apply(params["base"], params["point"]), "name": f"trial-{params['trial_id']}",
                 "storage": params["trials_dir"]}
         cfg = from_dict(TrainConfig, data)
         task = make_task(cfg)
         name, run_dir = run_dir_of(cfg)
-        _check_or_write_config(cfg, run_dir)
+        check_or_write_config(cfg, run_dir)
         configure_data(progress=False)  # the same Ray Data settings as `ocr train`
         result = build_trainer(cfg, task, name, run_dir, callbacks=[callback]).fit()
         publish_best(result, task, run_dir)
@@ -114,10 +83,6 @@ class _TrialDriver:
 
 def _trial(params: dict) -> None:
     """One Tune trial: the ``ocr train`` driver for one point, reporting to Tune."""
-    import ray
-    from ray import tune
-    from ray.tune.integration.ray_train import TuneReportCallback
-
     callback = TuneReportCallback()  # made here, in the Tune session; used by the controller
     driver = ray.remote(num_cpus=0, scheduling_strategy="DEFAULT")(_TrialDriver).remote()
     params = {**params, "trial_id": tune.get_context().get_trial_id()}
@@ -126,13 +91,6 @@ def _trial(params: dict) -> None:
 
 def sweep(cfg: SweepConfig, train_cfg: TrainConfig) -> dict:
     """Check the space, run (or continue) the sweep; returns the summary."""
-    from ray import tune
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
-
-    from ocr.runtime import configure_data, ensure_ray
-    from ocr.train.run import total_steps
-    from ocr.train.task import make_task
-
     ensure_ray(train_cfg.num_cpus, dashboard=True)
     configure_data(progress=False)
     base = dataclasses.asdict(train_cfg)
@@ -166,7 +124,6 @@ def sweep(cfg: SweepConfig, train_cfg: TrainConfig) -> dict:
           f"{cfg.scheduler} on {task.metric}; {sweep_dir}", flush=True)
     started = time.perf_counter()
     grid = tuner.fit()
-    from ocr.tune.results import summarise
 
     summary = summarise(grid, task.metric, task.mode, max_t, total, sweep_dir)
     summary.update(seconds=round(time.perf_counter() - started, 1), refused=refused, name=name)

@@ -12,6 +12,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from ocr import storage
 from ocr.storage import S3Settings
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -22,7 +23,6 @@ class Box:
     """An axis-aligned box in pixels of the original image (x0 <= x1, y0 <= y1), with its
     class and text as found (cleaned by validation). ``needs_text``: the reader knows the box
     is a transcription, so an empty text is an ``empty_label`` reject (LabelMe shapes)."""
-
     x0: float
     y0: float
     x1: float
@@ -39,7 +39,6 @@ class Box:
 @dataclass(frozen=True)
 class Entry:
     """One sample as indexed by a reader.
-
     key:   unique within its source (relative path, LMDB index, image id): the id derives from it.
     path:  the image's location for :meth:`Reader.load` (absolute path or URI), or None when
            the reader finds the bytes itself (LMDB).
@@ -48,7 +47,6 @@ class Entry:
     angle: orientation / skew angle in degrees.
     error: a problem found while indexing; the entry is rejected with this reason.
     """
-
     key: str
     path: str | None = None
     label: str | None = None
@@ -82,7 +80,6 @@ class Reader(ABC):
     @abstractmethod
     def entries(self) -> list[Entry]:
         """Index the set (driver side). Bad index lines become entries with ``error`` set."""
-
     def index(self) -> list:
         """What ingest's driver keeps of each sample, in input order: by default the entries.
         Readers of large index files return lighter items (cheaper to make and to ship to the
@@ -99,8 +96,6 @@ class Reader(ABC):
 
     def load(self, entry: Entry) -> bytes:
         """The encoded image bytes of ``entry`` (task side). Raises OSError when missing."""
-        from ocr import storage
-
         return storage.read_bytes(entry.path, self.s3)
 
     def release(self) -> None:
@@ -110,6 +105,4 @@ class Reader(ABC):
     @property
     def source(self) -> str:
         """The name recorded in the ``source`` column and in rejects."""
-        from ocr import storage
-
         return self.name or storage.basename(self.uri)

@@ -88,6 +88,19 @@ class LineStyle:
         return cls(**{**base, **overrides})
 
 
+# named LineStyle overrides: ``ocr synth --style NAME``
+STYLE_PRESETS = {
+    # black on white, no skew, blur or distortion
+    "none": {"random_skew": 0.0, "random_blur": 0.0, "background": "plain",
+             "text_color": 0, "background_color": 255},
+    # seed 001's mix: random skew, blur, distortion both ways, backgrounds and colours
+    "default": {"random_skew": 2.0, "random_blur": 0.8, "distortion": "random",
+                "distortion_orientation": "both", "background": "random", "grayscale": True},
+    "color": {"random_skew": 2.0, "random_blur": 0.8, "distortion": "random",
+              "distortion_orientation": "both", "background": "random"},
+}
+
+
 def pick(value: Range, rng: np.random.Generator, integer: bool = False) -> float:
     """``value`` itself, or a uniform draw from a ``(lo, hi)`` range (inclusive for integers)."""
     if isinstance(value, (tuple, list)):

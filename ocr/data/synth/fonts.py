@@ -19,6 +19,7 @@ from functools import cache, lru_cache
 from pathlib import Path
 
 import numpy as np
+from fontTools.ttLib import TTCollection, TTFont
 from PIL import ImageFont
 
 FONT_EXTENSIONS = (".ttf", ".otf", ".ttc", ".otc")
@@ -37,8 +38,6 @@ class FontInfo:
 
 def _face_names(path: str) -> list[str]:
     """Full names of every face in ``path`` (one for .ttf/.otf). Raises if unparsable."""
-    from fontTools.ttLib import TTCollection, TTFont
-
     if path.lower().endswith((".ttc", ".otc")):
         faces = TTCollection(path, lazy=True).fonts
     else:
@@ -94,7 +93,6 @@ def _cache_file(font: FontInfo) -> Path:
 @cache
 def coverage(font: FontInfo) -> frozenset[int]:
     """Code points the face's cmap maps to a glyph (empty when the font cannot be parsed).
-
     Parsing a CJK face takes about 0.1 s, so the result is also kept on disk (keyed by the
     file's path, face, size and mtime) and shared by every worker process of the machine.
     """
@@ -103,7 +101,6 @@ def coverage(font: FontInfo) -> frozenset[int]:
         return frozenset(np.load(cached).tolist())
     except (OSError, ValueError):
         pass
-    from fontTools.ttLib import TTFont
 
     try:
         with TTFont(font.path, fontNumber=font.index, lazy=True) as tt:

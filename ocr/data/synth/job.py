@@ -8,82 +8,35 @@ detection shards (line, word and character boxes, and the page's rotation angle)
 from __future__ import annotations
 
 import io
+import sys
 import time
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 
 import numpy as np
+import yaml
 
 from ocr import storage
 from ocr.charset import Charset, load_charset
-from ocr.config import ConfigError, absolute_paths, opt, parse_split_ratios
+from ocr.config import ConfigError, parse_overrides
+from ocr.data.config import SynthConfig, parse_split_ratios
 from ocr.data.formats.base import Box, Entry
 from ocr.data.ingest import build_manifest, check_output, finish, new_row, run_pipeline, to_block
+from ocr.data.synth.augment import STYLE_PRESETS, LineStyle
+from ocr.data.synth.fonts import (
+    SYSTEM_FONT_DIRS,
+    describe_symbols,
+    find_fonts,
+    font_files,
+    fonts_covering,
+    install_hint,
+    uncovered,
+)
+from ocr.data.synth.line import render_line
+from ocr.data.synth.page import render_page
+from ocr.data.synth.text import parse_text_source
 from ocr.data.validate import Reject, Validator, sample_id, split_of
-
-STYLE_PRESETS = {
-    # black on white, no skew, blur or distortion
-    "none": {"random_skew": 0.0, "random_blur": 0.0, "background": "plain",
-             "text_color": 0, "background_color": 255},
-    # seed 001's mix: random skew, blur, distortion both ways, backgrounds and colours
-    "default": {"random_skew": 2.0, "random_blur": 0.8, "distortion": "random",
-                "distortion_orientation": "both", "background": "random", "grayscale": True},
-    "color": {"random_skew": 2.0, "random_blur": 0.8, "distortion": "random",
-              "distortion_orientation": "both", "background": "random"},
-}
-
-
-@dataclass
-class SynthConfig:
-    """``ocr synth``: rendered lines (recognition) or pages (detection) into shards."""
-
-    output: str = opt("", "folder (or s3:// URI) to write the shards to", path="output")
-    kind: str = opt("line", "what to render: text lines (recognition shards) or pages with line, "
-                    "word and character boxes (detection shards)", choices=("line", "page"))
-    text: str = opt("digits:1-8", "text source: digits:MIN-MAX, random:CHARSET:MIN-MAX, file:PATH "
-                    "(a line of the file at a time) or words:PATH:MIN-MAX (MIN to MAX words of it)",
-                    path="text")
-    count: int = opt(1000, "samples (lines or pages) to render")
-    seed: int = opt(0, "random seed: the same seed gives the same shards")
-    height: int = opt(32, "line height in pixels")
-    fonts: list[str] = opt(factory=list, path="input", metavar="PATH",
-                           help="font files or folders to draw with (default: the system's fonts)")
-    font_include: list[str] = opt(factory=list, metavar="TEXT",
-                                  help="keep only fonts whose name (such as DejaVu Sans Bold; `fc-list : "
-                                       "fullname` lists them) contains one of these, ignoring case")
-    font_exclude: list[str] = opt(factory=list, metavar="TEXT",
-                                  help="drop fonts whose name contains one of these, ignoring case "
-                                       "(hold fonts out for evaluation)")
-    style: str = opt("default", "augmentation preset: none (black on white), default (seed 001's mix, "
-                     "grayscale) or color", choices=tuple(STYLE_PRESETS))
-    style_set: list[str] = opt(factory=list, metavar="KEY=VALUE",
-                               help="line style parameters to change, such as random_skew=4")
-    page_width: int = opt(640, "page width in pixels")
-    page_height: int = opt(480, "page height in pixels")
-    lines_per_page: str = opt("3-8", "text lines per page, MIN-MAX")
-    max_angle: float = opt(0.0, "pages are turned by a uniform angle in [-max_angle, max_angle] "
-                           "degrees")
-    image_format: str = opt("png", "encoding of the stored images", choices=("png", "jpeg"))
-    charset: str = opt("derive", "the shards' charset: derive (every symbol the text source can "
-                       "produce), a preset, a union, or a .txt/.json file", path="charset")
-    splits: str = opt("train=0.9,val=0.05,test=0.05", "ratios of the train, val and test splits")
-    source: str = opt("synth", "name written in the shards' source column")
-    shard_size: int = opt(512, "samples per Ray task and Parquet file")
-    overwrite: bool = opt(False, "replace an existing output folder instead of refusing to")
-    num_cpus: int | None = opt(None, "CPUs of the local Ray started for this command (default: all; "
-                               "ignored when joining a running Ray)")
-
-    def __post_init__(self):
-        absolute_paths(self)
-        if self.kind not in ("line", "page"):
-            raise ConfigError(f"kind: expected 'line' or 'page', found {self.kind!r}")
-        if self.style not in STYLE_PRESETS:
-            raise ConfigError(f"style: expected one of {sorted(STYLE_PRESETS)}, found {self.style!r}")
-        if self.image_format not in ("png", "jpeg"):
-            raise ConfigError(f"image_format: expected png or jpeg, found {self.image_format!r}")
-        if self.count < 1 or self.height < 8 or self.shard_size < 1:
-            raise ConfigError("count and shard_size must be >= 1 and height >= 8")
-        parse_split_ratios(self.splits)
 
 
 def _range(text: str) -> tuple[int, int]:
@@ -96,8 +49,6 @@ def select_fonts(cfg: SynthConfig, source=None):
     ``--font-include``/``--font-exclude``. Refused (ConfigError), before any Ray work, when none
     is left or when a symbol of the text source (``source``, else ``cfg.text``) is in no font:
     the message names the symbols, the fonts considered and what to do."""
-    from ocr.data.synth.fonts import SYSTEM_FONT_DIRS, find_fonts, font_files
-
     where = (f"--fonts {' '.join(cfg.fonts)}" if cfg.fonts
              else f"the system font folders ({', '.join(SYSTEM_FONT_DIRS)})")
     found = find_fonts(cfg.fonts or None)
@@ -122,8 +73,6 @@ def select_fonts(cfg: SynthConfig, source=None):
 
 
 def _no_font_left(cfg: SynthConfig, found: list, where: str) -> str:
-    from pathlib import Path
-
     flags = " and ".join(f"--{name.replace('_', '-')} {' '.join(values)}" for name, values in
                          (("font_include", cfg.font_include), ("font_exclude", cfg.font_exclude)) if values)
     names = sorted({f.name for f in found})
@@ -144,9 +93,6 @@ def _check_coverage(cfg: SynthConfig, fonts: list, where: str, source) -> None:
     """Every symbol the text source draws must be in some selected font: a random text with one
     that none has would never be drawn (nor a page line). Lines of a file that hold such a symbol
     are skipped with a note, as long as some lines can be drawn."""
-    from ocr.data.synth.fonts import describe_symbols, install_hint, uncovered
-    from ocr.data.synth.text import parse_text_source
-
     source = source if source is not None else parse_text_source(cfg.text)
     missing = uncovered(fonts, source.symbols())
     if not missing:
@@ -160,7 +106,6 @@ def _check_coverage(cfg: SynthConfig, fonts: list, where: str, source) -> None:
     said = (f"no selected font covers {len(missing):,} of the {symbols:,} symbols of --text "
             f"{cfg.text} ({describe_symbols(missing)})")
     if drawable and cfg.kind == "line":
-        import sys
 
         print(f"note: {said}; the {len(units) - drawable} of {len(units)} "
               f"{'words' if source.spec.startswith('words:') else 'lines'} holding them are never drawn",
@@ -176,11 +121,6 @@ def _check_coverage(cfg: SynthConfig, fonts: list, where: str, source) -> None:
 
 def line_style(cfg: SynthConfig):
     """The preset's LineStyle with ``style_set`` overrides (values parsed as YAML: 4, [1, 3])."""
-    import yaml
-
-    from ocr.config import parse_overrides
-    from ocr.data.synth.augment import LineStyle
-
     overrides = {k: yaml.safe_load(v) for k, v in parse_overrides(cfg.style_set).items()}
     fields = set(LineStyle.__dataclass_fields__)
     unknown = sorted(set(overrides) - fields)
@@ -211,8 +151,6 @@ class Renderer:
     ratios: dict
 
     def sample(self, source, rng) -> tuple[bytes, Entry]:
-        from ocr.data.synth.fonts import fonts_covering
-
         cfg = self.cfg
         if cfg.kind == "line":
             for _ in range(100):
@@ -222,12 +160,10 @@ class Renderer:
                     break
             else:
                 raise ConfigError(f"no selected font covers texts of {cfg.text!r} (e.g. {text!r})")
-            from ocr.data.synth.line import render_line
 
             font = usable[int(rng.integers(len(usable)))]
             img = render_line(text, font, cfg.height, self.style, rng)
             return _encode(img, cfg.image_format), Entry(key="", label=text)
-        from ocr.data.synth.page import render_page
 
         lo, hi = _range(cfg.lines_per_page)
         lines = [source.sample(rng) for _ in range(int(rng.integers(lo, hi + 1)))]
@@ -239,8 +175,6 @@ class Renderer:
 
     def chunk(self, index: int, start: int, stop: int):
         """A read task: render samples [start, stop) and yield them as one block."""
-        from ocr.data.synth.text import parse_text_source
-
         cfg, task = self.cfg, self.validator.task
         source = parse_text_source(cfg.text)
         rng = np.random.default_rng([cfg.seed, index])
@@ -261,8 +195,6 @@ class Renderer:
 
 def synth(cfg: SynthConfig, progress: bool | None = None) -> dict:
     """Render ``cfg.count`` samples into shards under ``cfg.output``; returns the manifest."""
-    from ocr.data.synth.text import parse_text_source
-
     if not cfg.output:
         raise ConfigError("output: expected a folder or s3:// URI for the shards")
     s3 = storage.S3Settings.from_env()

@@ -28,6 +28,7 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 
+from ocr import storage
 from ocr.charset import BadCharacter, CharsetError, clean_label, is_label_symbol, load_charset
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,6 @@ class TextSource(ABC):
     @abstractmethod
     def sample(self, rng: np.random.Generator) -> str:
         """One text, drawn with ``rng`` only (same generator state, same text)."""
-
     @abstractmethod
     def symbols(self) -> str:
         """Every symbol this source can produce, sorted by code point (for charsets)."""
@@ -74,8 +74,6 @@ class _LineSource(TextSource):
     """Lines of a file, one per sample; or (``split``) MIN..MAX of its words joined by spaces."""
 
     def __init__(self, path: str, spec: str, lo: int = 1, hi: int = 1, split: bool = False):
-        from ocr import storage
-
         self.spec, self.path, self.lo, self.hi = spec, path, lo, hi
         try:
             text = storage.read_text(path)

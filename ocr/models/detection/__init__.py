@@ -2,7 +2,7 @@
 
 Plain torch (no torchvision). Models follow torchvision's detection conventions::
 
-    model = create_detector("ssdlite_mobilenetv2", num_classes=37)
+    model = DETECTORS.create("ssdlite_mobilenetv2", num_classes=37)
     model.train(); losses = model(images, targets)    # {"bbox_regression", "classification"}
     model.eval();  detections = model(images)         # [{"boxes", "scores", "labels"}, ...]
 
@@ -22,10 +22,11 @@ from ocr.models.detection.box_ops import (
 from ocr.models.detection.loss import multibox_loss
 from ocr.models.detection.mobilenetv2 import MobileNetV2, MobileNetV2SSDBackbone
 from ocr.models.detection.readout import boxes_to_text
-from ocr.models.detection.registry import build_detector, create_detector, list_detectors
+from ocr.models.detection.registry import DETECTORS
 from ocr.models.detection.ssd import SSD, SSDHead, SSDLiteHead
 
 __all__ = [
+    "DETECTORS",
     "SSD",
     "DefaultBoxGenerator",
     "MobileNetV2",
@@ -35,11 +36,8 @@ __all__ = [
     "batched_nms",
     "box_iou",
     "boxes_to_text",
-    "build_detector",
-    "create_detector",
     "decode",
     "encode",
-    "list_detectors",
     "match",
     "multibox_loss",
     "nms",

@@ -13,8 +13,6 @@ resizes them to ``size`` (and maps boxes back to each image's own size).
 
 from __future__ import annotations
 
-import copy
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -23,6 +21,7 @@ from ocr.models.detection.anchors import DefaultBoxGenerator
 from ocr.models.detection.box_ops import batched_nms, clip_boxes, decode
 from ocr.models.detection.loss import check_targets, multibox_loss
 from ocr.models.detection.mobilenetv2 import fuse_conv_bn
+from ocr.models.registry import arch_of
 
 
 def _flatten(outputs: list[Tensor], k: int) -> Tensor:
@@ -114,10 +113,8 @@ class SSD(nn.Module):
         self.fused = False
 
     def arch_config(self) -> dict:
-        """JSON-able dict that rebuilds this model with :func:`build_detector`."""
-        if self.arch is None:
-            raise RuntimeError("this SSD was not built by create_detector: no arch config to report")
-        return copy.deepcopy(self.arch)
+        """JSON-able dict that rebuilds this model with ``DETECTORS.create(**cfg)``."""
+        return arch_of(self)
 
     def fuse_for_inference(self, channels_last: bool = True) -> SSD:
         """Eval-only speed-up: fold batch norms into convs and (optionally) use channels-last

@@ -2,7 +2,7 @@
 0/90/180/270 classifier in one model, their shared page preprocessing, and the classical
 projection-profile baseline. Plain torch and numpy.
 
-    model = create_orienter("deskew_fft")
+    model = ORIENTERS.create("deskew_fft")
     prep = PagePreprocess(side=224)
     views = prep.views([prep.page(pil_page)], [0.0])       # (B, 1, 224, 224)
     skew, conf = model.buckets.decode(model.skew_logits(torch.from_numpy(views)))
@@ -12,9 +12,9 @@ from ocr.models.orientation.angles import ORIENTATIONS, AngleBuckets, compose, d
 from ocr.models.orientation.classical import classical_skew
 from ocr.models.orientation.model import OrientationNet
 from ocr.models.orientation.preprocess import PageInk, PagePreprocess
-from ocr.models.orientation.registry import build_orienter, create_orienter, list_orienters, preset_side
+from ocr.models.orientation.registry import ORIENTERS
 
 __all__ = [
-    "ORIENTATIONS", "AngleBuckets", "OrientationNet", "PageInk", "PagePreprocess", "build_orienter",
-    "classical_skew", "compose", "create_orienter", "decompose", "list_orienters", "preset_side", "wrap",
+    "ORIENTATIONS", "ORIENTERS", "AngleBuckets", "OrientationNet", "PageInk", "PagePreprocess",
+    "classical_skew", "compose", "decompose", "wrap",
 ]

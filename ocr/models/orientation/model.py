@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ocr.models.orientation.angles import AngleBuckets
+from ocr.models.registry import arch_of
 
 DIRECTIONS = 360          # polar samples over a half turn: one per 0.5 degree
 
@@ -144,6 +145,7 @@ class OrientationNet(nn.Module):
         self.skew = SkewHead(side, skew_channels, radii)
         self.upright = UprightScore(orientation_channels, orientation_strides, layout)
         self.side = side
+        self.arch: dict | None = None   # set by the registry: how to rebuild this model
 
     def _check(self, x: Tensor) -> None:
         if x.dim() != 4 or x.shape[1] != 1 or x.shape[2:] != (self.side, self.side):
@@ -165,4 +167,5 @@ class OrientationNet(nn.Module):
                 "orientation": self.orientation_logits(x if orientation_views is None else orientation_views)}
 
     def arch_config(self) -> dict:
-        return dict(self.arch)
+        """JSON-able dict that rebuilds this model with ``ORIENTERS.create(**cfg)``."""
+        return arch_of(self)

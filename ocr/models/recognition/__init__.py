@@ -4,13 +4,12 @@ from .backbones import FastFeatures, ResNetFeatures, VGGFeatures
 from .ctc import ctc_feasible, ctc_greedy_decode
 from .heads import AttentionHead, CTCHead, attention_gold, attention_greedy_decode
 from .model import Recognizer
-from .registry import create_recognizer, list_recognizers, register_recognizer
+from .registry import RECOGNIZERS
 from .sequence import BiLSTM, NoSequence
 from .transformation import TPS, Identity
 
 __all__ = [
     "TPS", "Identity", "VGGFeatures", "ResNetFeatures", "FastFeatures", "BiLSTM", "NoSequence",
     "CTCHead", "AttentionHead", "attention_gold", "attention_greedy_decode", "Recognizer",
-    "create_recognizer", "list_recognizers", "register_recognizer", "ctc_greedy_decode",
-    "ctc_feasible",
+    "RECOGNIZERS", "ctc_greedy_decode", "ctc_feasible",
 ]

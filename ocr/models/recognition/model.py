@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import copy
-
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..registry import arch_of
 from .ctc import ctc_greedy_decode
 from .heads import attention_gold, attention_greedy_decode
 
@@ -26,8 +25,8 @@ class Recognizer(nn.Module):
       ``targets`` when given, else greedily decoded (S+1 <= max_length+1). See ``heads``.
 
     ``loss(outputs, targets)`` and ``decode(outputs)`` do the matching loss and greedy
-    decoding, so callers never branch on the head. Models built by ``create_recognizer``
-    also answer ``arch_config()``.
+    decoding, so callers never branch on the head. ``RECOGNIZERS.create`` sets ``arch``,
+    which ``arch_config()`` returns.
     """
 
     def __init__(self, transformation: nn.Module, features: nn.Module, sequence: nn.Module,
@@ -37,7 +36,7 @@ class Recognizer(nn.Module):
             transformation, features, sequence, head)
         self.prediction = head.prediction
         self.num_classes = head.num_classes
-        self._arch: dict | None = None
+        self.arch: dict | None = None   # set by the registry: how to rebuild this model
 
     @property
     def channels_last(self) -> bool:
@@ -49,11 +48,8 @@ class Recognizer(nn.Module):
         return self.features.time_steps(self.transformation.out_width(width))
 
     def arch_config(self) -> dict:
-        """JSON-able ``{"name": preset, **params}``; ``create_recognizer(**cfg)`` rebuilds it."""
-        if self._arch is None:
-            raise ValueError("this Recognizer was assembled by hand: only models from "
-                             "create_recognizer() carry an arch_config")
-        return copy.deepcopy(self._arch)
+        """JSON-able ``{"name": preset, **params}``; ``RECOGNIZERS.create(**cfg)`` rebuilds it."""
+        return arch_of(self)
 
     def _check(self, images: Tensor) -> None:
         c = self.features.in_channels

@@ -13,22 +13,22 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ocr import checkpoint
 from ocr.charset import Charset
 from ocr.data.images import DEFAULT_MAX_PIXELS, Preprocess, decode
-from ocr.train import checkpoint
 
 
 class LineReader:
+    """A recognition checkpoint and its model.json: reads line images."""
+
     def __init__(self, model: torch.nn.Module, meta: dict, device: str | torch.device = "cpu"):
-        if meta.get("task") != "recognition":
-            raise ValueError(f"expected a recognition checkpoint, found task {meta.get('task')!r}")
         self.model, self.meta, self.device = model.eval(), meta, torch.device(device)
         self.charset = Charset.from_json(meta["charset"])
         self.preprocess = Preprocess.from_json(meta["preprocess"])
 
     @classmethod
     def load(cls, path: str, device: str = "cpu") -> "LineReader":
-        model, meta = checkpoint.load(path, device)
+        model, meta = checkpoint.load(path, "recognition", device)
         return cls(model, meta, device)
 
     def batch(self, images: list[bytes | Image.Image], max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
