@@ -41,9 +41,11 @@ import numpy as np  # noqa: E402
 from common import CACHE, HELD_OUT_FONTS, TRAIN_FONTS, TRAIN_SET_TAG  # noqa: E402
 
 from ocr.charset import Charset  # noqa: E402
-from ocr.config import parse_split_ratios  # noqa: E402
 from ocr.data import shards  # noqa: E402
-from ocr.data.config import SynthConfig
+from ocr.data.config import (
+    SynthConfig,
+    parse_split_ratios,  # noqa: E402
+)
 from ocr.data.synth.job import select_fonts  # noqa: E402
 from ocr.data.synth.page import PageStyle, render_page  # noqa: E402
 from ocr.data.synth.text import parse_text_source  # noqa: E402

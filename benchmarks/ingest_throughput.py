@@ -75,7 +75,7 @@ def ray_child(gt: str, num_cpus: int, repeats: int) -> dict:
     """Runs in a fresh process: Ray start, a cold ingest, warm ingests, Ray shutdown."""
     import ray  # noqa: F401  (imported before the clock starts, as in the runs before)
 
-    from ocr.config import IngestConfig
+    from ocr.data.config import IngestConfig
     from ocr.data.ingest import ingest
     from ocr.runtime import ensure_ray, stop_ray
 

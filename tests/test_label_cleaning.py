@@ -22,8 +22,8 @@ from PIL import Image
 
 from ocr.charset import BadCharacter, Charset, clean_label, is_label_symbol
 from ocr.cli import main
-from ocr.config import IngestConfig
 from ocr.data import shards
+from ocr.data.config import IngestConfig
 from ocr.data.ingest import ingest
 from ocr.data.synth.text import parse_text_source
 

@@ -6,7 +6,7 @@ import numpy as np
 from conftest import write_gt_set
 
 from ocr.charset import load_charset
-from ocr.config import IngestConfig
+from ocr.data.config import IngestConfig
 from ocr.data.images import Preprocess
 from ocr.data.ingest import ingest
 from ocr.data.loader import RecognitionCollate, read_split

@@ -15,6 +15,7 @@ from ocr import checkpoint
 from ocr.charset import Charset
 from ocr.config import ConfigError
 from ocr.models.recognition import RECOGNIZERS
+from ocr.train import ranking
 from ocr.train.config import TrainConfig
 from ocr.train.loop import State, TrainingDiverged, lr_factor, step_is_good
 from ocr.train.recognition import RecognitionTask
@@ -74,12 +75,12 @@ def test_two_workers_resume_after_a_worker_dies(trained, digits):
 def test_the_best_is_the_later_of_equal_validations(trained):
     """Ties go to the later validation, as Ray Train's checkpoint ranking keeps the later of two
     equal scores: the training log, the summary and RUN/best name the same step."""
-    assert checkpoint.ranks_before(0.6, 0.5, "min") and not checkpoint.ranks_before(0.5, 0.5, "min")
-    assert checkpoint.ranks_before(0.4, 0.5, "max") and not checkpoint.ranks_before(0.5, 0.5, "max")
+    assert ranking.ranks_before(0.6, 0.5, "min") and not ranking.ranks_before(0.5, 0.5, "min")
+    assert ranking.ranks_before(0.4, 0.5, "max") and not ranking.ranks_before(0.5, 0.5, "max")
     results = [("a", {"val_cer": 0.2, "step": 8}), ("c", {"val_cer": 0.1, "step": 24}),
                ("b", {"val_cer": 0.1, "step": 16})]
-    assert checkpoint.best_of(results, "val_cer", "min")[0] == "c"
-    assert checkpoint.best_of(results, "val_cer", "max")[0] == "a"
+    assert ranking.best_of(results, "val_cer", "min")[0] == "c"
+    assert ranking.best_of(results, "val_cer", "max")[0] == "a"
     _, summary = trained
     vals = [(float(r["val_cer"]), int(r["step"])) for r in _rows(summary["run_dir"]) if r.get("val_cer")]
     best = min(v for v, _ in vals)

@@ -9,7 +9,7 @@ from ray.data.collate_fn import NumpyBatchCollateFn
 from ocr.config import ConfigError
 from ocr.data.shards import read_manifest, read_rows
 from ocr.train.config import TrainConfig
-from ocr.train.dist import rank_and_world
+from ocr.train import dist
 
 
 def numpy_collate(cls, *args, **kwargs):
@@ -22,7 +22,7 @@ def val_batches(cfg: TrainConfig, columns: list[str]):
     shards, as numpy batches of ``cfg.batch_size`` rows (a small split: a Ray Data pass per
     validation would cost seconds of start-up on every call). Cached in the worker process."""
     data = cfg.val_data or cfg.data
-    rank, world = rank_and_world()
+    rank, world = dist.rank_and_world()
     key = (data, cfg.val_split, tuple(columns), rank, world)
     if key not in _VAL_CACHE:
         table = pa.concat_tables(read_rows(data, cfg.val_split, columns))
