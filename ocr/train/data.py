@@ -8,8 +8,8 @@ from ray.data.collate_fn import NumpyBatchCollateFn
 
 from ocr.config import ConfigError
 from ocr.data.shards import read_manifest, read_rows
-from ocr.train.config import TrainConfig
 from ocr.train import dist
+from ocr.train.config import TrainConfig
 
 
 def numpy_collate(cls, *args, **kwargs):
