@@ -248,6 +248,7 @@ def cmd_serve(args) -> int:
         # us, so its replicas give their CPUs back (a Ray started here ends with the process)
         from ray import serve
 
+        print("stopping: Serve lets the HTTP ingress drain for up to 30 s first", flush=True)
         serve.delete(APP_NAME)
         print("stopped serving", flush=True)
         return 0

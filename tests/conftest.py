@@ -14,6 +14,12 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
+# Serve's HAProxy mode keeps a stopping HTTP ingress replica draining for 30 s (so HAProxy stops
+# routing to it before it goes). The suite starts and stops Serve a dozen times, with no request
+# in flight while it stops: 0 here (read by Serve's controller, which inherits this environment
+# in the session's Ray, the LocalClusters and the subprocesses) saves those waits.
+os.environ.setdefault("RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S", "0")
+
 
 @pytest.fixture(scope="module")
 def one_torch_thread():

@@ -1,4 +1,4 @@
-"""Sweeps: spaces checked before any trial, and a real 3-trial sweep with a diverging trial."""
+"""Sweeps: spaces checked before any trial, and a real 2-trial sweep with a diverging trial."""
 
 from __future__ import annotations
 
@@ -69,19 +69,19 @@ def test_infeasible_points_are_refused_before_any_trial(digit_shards, tmp_path):
         feasible_points(base, SweepConfig(space=only_bad, num_samples=2), budget)
 
 
-def test_three_trial_sweep_with_a_diverging_trial(digit_shards, tmp_path):
+def test_two_trial_sweep_with_a_diverging_trial(digit_shards, tmp_path):
     from ocr.tune.sweep import sweep
 
-    space = _space(tmp_path, "lr: {loguniform: [1.0e-3, 5.0e-3]}\nnan_at_step: {grid: [0, 0, 3]}\n")
+    space = _space(tmp_path, "lr: {loguniform: [1.0e-3, 5.0e-3]}\nnan_at_step: {grid: [0, 3]}\n")
     train_cfg = TrainConfig(**_base(digit_shards, tmp_path))
     summary = sweep(SweepConfig(space=space, num_samples=1, storage=str(tmp_path / "sweeps"),
                                 name="s3", scheduler="fifo"), train_cfg)
     with open(tmp_path / "sweeps/s3/results.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    assert len(rows) == 3
+    assert len(rows) == 2
     statuses = sorted(r["status"] for r in rows)
     assert statuses[0] == "diverged at step 3", statuses
-    assert all(s in ("finished", "stopped early") for s in statuses[1:])
+    assert statuses[1] in ("finished", "stopped early"), statuses
     assert summary["best"] and (tmp_path / "sweeps/s3/best/model.json").exists()
     assert (tmp_path / "sweeps/s3/val_cer_vs_lr.png").stat().st_size > 1000
     assert (tmp_path / "sweeps/s3/learning_curves.png").exists()
