@@ -44,10 +44,10 @@ from ocr import storage
 from ocr.charset import Charset, CharsetError
 from ocr.config import ConfigError
 from ocr.models import REGISTRIES
+from ocr.paths import BUILTIN
 
 FORMAT = "ocr-on-ray/1"
 MODEL_FILE, META_FILE, STATE_FILE = "model.pt", "model.json", "train_state.pt"
-BUILTIN = "builtin:"
 BUILTIN_DIR = "weights"          # ocr/weights/NAME/{model.pt, model.json}
 
 
