@@ -32,6 +32,7 @@ from ocr.train.average import WeightAverage
 from ocr.train.config import TrainConfig
 from ocr.train.ranking import ranks_before
 from ocr.train.runlog import RunLog
+from ocr.train.task import TrainTask
 
 
 class TrainingDiverged(RuntimeError):
@@ -105,7 +106,7 @@ class Loop:
         for name in ("ray.train", train_context.__file__):
             logging.getLogger(name).setLevel(logging.WARNING)
         self.cfg: TrainConfig = config["cfg"]
-        self.task = config["task"]
+        self.task: TrainTask = config["task"]
         self.total_steps: int = config["total_steps"]
         self.run_dir: str = config["run_dir"]
         torch.set_num_threads(config["threads"])

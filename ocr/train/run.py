@@ -27,6 +27,7 @@ from ocr.runtime import configure_data, ensure_ray
 from ocr.train.config import TrainConfig
 from ocr.train.loop import train_loop_per_worker
 from ocr.train.ranking import best_of
+from ocr.train.task import TrainTask
 
 # Keys that may change when a run continues; any other difference is refused.
 _RESUMABLE = {"epochs", "max_steps", "max_minutes", "val_every", "log_every", "max_bad_steps",
@@ -78,7 +79,7 @@ def _storage_args(root: str) -> dict:
     return {"storage_path": path, "storage_filesystem": fs}
 
 
-def total_steps(cfg: TrainConfig, task) -> int:
+def total_steps(cfg: TrainConfig, task: TrainTask) -> int:
     """Optimiser steps of the run: ``max_steps``, or ``epochs`` of each worker's equal share."""
     rows_per_worker = task.train_rows // cfg.num_workers
     if rows_per_worker == 0:
@@ -86,7 +87,8 @@ def total_steps(cfg: TrainConfig, task) -> int:
     return cfg.max_steps or cfg.epochs * max(1, math.ceil(rows_per_worker / cfg.batch_size))
 
 
-def build_trainer(cfg: TrainConfig, task, run_name: str, run_dir: str, callbacks: list | None = None):
+def build_trainer(cfg: TrainConfig, task: TrainTask, run_name: str, run_dir: str,
+                  callbacks: list | None = None):
     """The TorchTrainer (also what ``ocr tune`` runs in each trial, with Tune's callback)."""
     threads, cpus = _threads_and_cpus(cfg)
     total = total_steps(cfg, task)
@@ -108,7 +110,7 @@ def build_trainer(cfg: TrainConfig, task, run_name: str, run_dir: str, callbacks
     )
 
 
-def publish_best(result, task, run_dir: str) -> dict:
+def publish_best(result, task: TrainTask, run_dir: str) -> dict:
     """Copy the best checkpoint to RUN/best; return where the best and latest are."""
     s3 = storage.S3Settings.from_env()
     ranked = [(c, m) for c, m in (result.best_checkpoints or []) if m.get(task.metric) is not None]

@@ -18,6 +18,7 @@ from ocr import checkpoint
 from ocr.config import ConfigError, from_dict
 from ocr.families import make_task
 from ocr.train.config import TrainConfig
+from ocr.train.task import TrainTask
 from ocr.tune.space import apply
 
 
@@ -42,7 +43,7 @@ def activation_bytes(model: torch.nn.Module, x: torch.Tensor) -> int:
     return total
 
 
-def memory_estimate(task, batch_size: int) -> int:
+def memory_estimate(task: TrainTask, batch_size: int) -> int:
     """Training bytes of one worker for ``task`` at ``batch_size`` (see the module doc)."""
     meta = task.model_meta()
     model = checkpoint.build_model(meta)  # the architecture only: no weights are loaded
