@@ -37,6 +37,7 @@ SERVE_FAST_PATH = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_HA_P
 def ensure_ray(num_cpus: int | None = None, address: str | None = None, quiet: bool = True,
                dashboard: bool = False) -> None:
     """Initialise Ray once per process.
+
     Uses ``address`` or ``RAY_ADDRESS`` when set (a cluster), else, as ``ray.init`` does, a
     Ray started here by ``ray start --head`` (joined in ~0.05 s where a start takes 3-6 s;
     its resources, not ``num_cpus``, apply); otherwise starts a local Ray with ``num_cpus``
@@ -189,6 +190,7 @@ def stop_ray() -> None:
 
 def _stop_autoscaler_monitor() -> None:
     """Kill the autoscaler monitor of the Ray this process started, before ``ray.shutdown``.
+
     ``ray.shutdown`` stops the GCS before the monitor; the monitor's SIGTERM handler then
     reports its end to the GCS that is gone, until Ray kills it a second later (1.0 of the
     1.4 s a shutdown takes on 2 cores). A local Ray's monitor keeps no state, and Ray ends it
@@ -206,6 +208,7 @@ def _stop_autoscaler_monitor() -> None:
 
 def configure_data(progress: bool | None = None) -> None:
     """Ray Data settings for our pipelines (called on the driver before a pipeline runs).
+
     Operator resource reservation is off: our pipelines are one fused operator, and the
     reservation would otherwise hold back half of a 2-CPU machine.
     """

@@ -109,6 +109,7 @@ def _check_png(data: bytes, max_pixels: int) -> tuple[int, int]:
     """Verify a PNG without unfiltering it: every chunk's CRC, IEND, and that the image
     stream inflates completely to exactly the size its header promises (which catches
     truncated and corrupt files as a full decode does, several times faster)."""
+
     def bad(why: str):
         return ImageError("corrupt_image", f"truncated or corrupt PNG: {why}")
 

@@ -46,6 +46,7 @@ class Chunk:
     """A read task's unit: consecutive index items of one reader (:meth:`Reader.index`).
     Entries, ids and splits are made in the task; the driver only marks duplicates, which
     need the whole index."""
+
     index: int
     reader: Reader
     items: tuple
@@ -95,6 +96,7 @@ def resolve_charset(spec: str, readers: list[Reader], given: list) -> Charset:
 
 def chunk_size(readers, given, cap: int) -> int:
     """Samples per task, a function of the input alone (so reruns write the same shards).
+
     Aims at 32 tasks or more, each with at least ~1 MB and at most ~16 MB of images
     (and at most ``cap`` samples), from the mean size of the first few readable images.
     """
@@ -116,6 +118,7 @@ def chunk_size(readers, given, cap: int) -> int:
 
 def duplicates(reader: Reader, items: list) -> dict[int, str]:
     """Positions of the index items whose id an earlier item already has, with the reason.
+
     An id hashes (source, key), so within a source equal ids are equal keys: a set of the
     keys finds them without hashing any (the common case, none, costs one set).
     """
@@ -227,6 +230,7 @@ def write_block(block: pa.Table, output: str, task: str, s3: storage.S3Settings)
 
 def shard_datasource(read_fns: list, name: str):
     """A Ray Data datasource with one read task per zero-argument function yielding blocks."""
+
     class _Shards(Datasource):
         def get_name(self) -> str:
             return name
@@ -244,6 +248,7 @@ def shard_datasource(read_fns: list, name: str):
 def _chain(ref):
     """One read task over several chunks, whose functions wait in the object store (as one
     pickle), so the task itself stays small however many entries the chunks index."""
+
     def read_chunks():
         for fn in pickle.loads(ray.get(ref)):
             yield from fn()

@@ -40,9 +40,11 @@ def read_split(root: str, split: str, columns: list[str] | None = None,
 
 class RecognitionCollate:
     """numpy batch (columns ``image``, ``label``) to the tensors documented above.
+
     ``bucket`` pads each batch only to its widest line (rounded up to 16 pixels) instead
     of the full ``preprocess.width``.
     """
+
     def __init__(self, charset: Charset, preprocess: Preprocess, bucket: bool = False,
                  max_pixels: int = 50_000_000):
         self.charset = charset
@@ -68,6 +70,7 @@ def iter_recognition_batches(charset: Charset, preprocess: Preprocess, batch_siz
                              split: str = "train", bucket: bool = False, drop_last: bool = False,
                              shuffle_buffer: int | None = None, seed: int | None = None):
     """Inside a Ray Train worker: this worker's shard of ``split`` as tensor batches."""
+
     class _Collate(RecognitionCollate, NumpyBatchCollateFn):
         pass
 

@@ -71,6 +71,7 @@ async def _http_error(request: Request, e: StarletteHTTPException):
 class _CountRequests:
     """Requests by route and status, and their latency (a plain ASGI middleware: Starlette's
     ``@app.middleware("http")`` costs about a millisecond a request)."""
+
     def __init__(self, asgi):
         self.asgi = asgi
 

@@ -40,6 +40,7 @@ class _Swappable:
     The model runs on one worker thread of its own (torch's thread count is per calling
     thread under OpenMP, so it is set there), leaving the replica's event loop free to
     gather the next batch."""
+
     stage_cls: type
     stage = None
     _key = None
@@ -102,6 +103,7 @@ class _Merger:
     whole @serve.batch batch, as its requests are submitted together): while the model is busy,
     the calls that arrive queue here and go into its next call together. So a model call grows
     with the load (up to all that is waiting) and a lone call never waits for company."""
+
     def __init__(self, fn):
         self.fn = fn   # async: list of items -> list of results, in order
         self.waiting: list[tuple[list, asyncio.Future]] = []

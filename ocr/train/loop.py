@@ -82,6 +82,7 @@ WARMUP_SHARE = 0.1   # the warm-up never takes more than this share of the run
 
 def lr_factor(step: int, cfg: TrainConfig, total: int, time_share: float = 0.0) -> float:
     """A linear warm-up times the decay: constant, cosine to 5%, or one-cycle (cosine to 0).
+
     The run's progress is the larger of its share of ``total`` steps and ``time_share`` (the
     share of ``max_minutes`` used): a time-limited run's schedule ends with its time, however
     many steps fit in it, and a run that reaches ``total`` first ends with its steps. The

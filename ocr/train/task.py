@@ -32,16 +32,22 @@ class TrainTask(Protocol):
 
     def datasets(self) -> dict:
         """``{"train": ray.data.Dataset}`` for the trainer (on the driver)."""
+
     def model_meta(self) -> dict:
         """model.json's task, arch, charset and preprocess (and the family's own keys)."""
+
     def build_model(self) -> torch.nn.Module:
         """The model, fine-tuning weights already loaded (in a worker)."""
+
     def train_batches(self, epoch: int, skip_ids: frozenset[int]):
         """This worker's batches: dicts of CPU tensors, ``ids`` included."""
+
     def loss(self, model, batch: dict, device, gen: torch.Generator) -> tuple[torch.Tensor, list[float]]:
         """(mean loss, extra sums) of a CPU batch: moved to ``device``, augmented with ``gen``."""
+
     def validate(self, model, device) -> Any:
         """This worker's validation results (any picklable value)."""
+
     def val_metrics(self, parts: list) -> dict:
         """Metrics from every worker's ``validate`` result (rank order)."""
 

@@ -65,10 +65,12 @@ def _per_trial(base: TrainConfig) -> tuple[float, int]:
 
 class _TrialDriver:
     """Runs a trial's TorchTrainer *outside* the trial's placement group.
+
     Tune places each trial in a placement group that captures what it starts. Ray Train's
     controller and Ray Data's split coordinator would land in it, and Ray Data's read tasks
     would wait for CPUs the tiny bundle does not have. An actor started with the DEFAULT
     strategy escapes the capture; it is owned by the trial, so it dies with it (ASHA)."""
+
     def fit(self, params: dict, callback) -> None:
         data = {**apply(params["base"], params["point"]), "name": f"trial-{params['trial_id']}",
                 "storage": params["trials_dir"]}

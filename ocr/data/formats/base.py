@@ -23,6 +23,7 @@ class Box:
     """An axis-aligned box in pixels of the original image (x0 <= x1, y0 <= y1), with its
     class and text as found (cleaned by validation). ``needs_text``: the reader knows the box
     is a transcription, so an empty text is an ``empty_label`` reject (LabelMe shapes)."""
+
     x0: float
     y0: float
     x1: float
@@ -39,6 +40,7 @@ class Box:
 @dataclass(frozen=True)
 class Entry:
     """One sample as indexed by a reader.
+
     key:   unique within its source (relative path, LMDB index, image id): the id derives from it.
     path:  the image's location for :meth:`Reader.load` (absolute path or URI), or None when
            the reader finds the bytes itself (LMDB).
@@ -47,6 +49,7 @@ class Entry:
     angle: orientation / skew angle in degrees.
     error: a problem found while indexing; the entry is rejected with this reason.
     """
+
     key: str
     path: str | None = None
     label: str | None = None
@@ -80,6 +83,7 @@ class Reader(ABC):
     @abstractmethod
     def entries(self) -> list[Entry]:
         """Index the set (driver side). Bad index lines become entries with ``error`` set."""
+
     def index(self) -> list:
         """What ingest's driver keeps of each sample, in input order: by default the entries.
         Readers of large index files return lighter items (cheaper to make and to ship to the

@@ -212,6 +212,7 @@ def pick_colors(text_color, background_color, min_contrast: float, grayscale: bo
                 rng: np.random.Generator) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """(text, background) colours, (grey,) or (r, g, b); a colour not given is drawn so that
     the two luminances differ by at least ``min_contrast``."""
+
     def other(lum: float) -> float:
         below, above = max(lum - min_contrast, 0.0), max(255 - lum - min_contrast, 0.0)
         u = float(rng.uniform(0, below + above))

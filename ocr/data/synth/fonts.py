@@ -93,6 +93,7 @@ def _cache_file(font: FontInfo) -> Path:
 @cache
 def coverage(font: FontInfo) -> frozenset[int]:
     """Code points the face's cmap maps to a glyph (empty when the font cannot be parsed).
+
     Parsing a CJK face takes about 0.1 s, so the result is also kept on disk (keyed by the
     file's path, face, size and mtime) and shared by every worker process of the machine.
     """
@@ -165,6 +166,7 @@ def describe_symbols(chars: list[str], limit: int = 8) -> str:
 
 def install_hint(chars: list[str]) -> str:
     """Debian font packages with glyphs for ``chars`` (what scripts/setup.sh installs)."""
+
     def block(c: str) -> str:
         o = ord(c)
         if 0xAC00 <= o <= 0xD7A3 or 0x1100 <= o <= 0x11FF or 0x3130 <= o <= 0x318F:

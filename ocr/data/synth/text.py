@@ -44,6 +44,7 @@ class TextSource(ABC):
     @abstractmethod
     def sample(self, rng: np.random.Generator) -> str:
         """One text, drawn with ``rng`` only (same generator state, same text)."""
+
     @abstractmethod
     def symbols(self) -> str:
         """Every symbol this source can produce, sorted by code point (for charsets)."""
