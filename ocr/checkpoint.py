@@ -118,7 +118,11 @@ def local_copy(path: str) -> Path:
 def read_meta(path: str, task: str | None = None) -> dict:
     """``model.json`` of the checkpoint at ``path``, checked: its format, its ``task`` (when
     one is asked for) and its charset."""
-    folder = resolve(path)
+    return _checked_meta(path, resolve(path), task)
+
+
+def _checked_meta(path: str, folder: str, task: str | None) -> dict:
+    """model.json of the resolved checkpoint ``folder`` (named ``path`` in messages), checked."""
     meta = json.loads(storage.read_text(storage.join(folder, META_FILE), storage.S3Settings.from_env()))
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{folder}/{META_FILE}: expected format {FORMAT!r}, "
@@ -176,7 +180,8 @@ def load(path: str, task: str | None = None,
          device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict]:
     """(model in eval mode, model.json) from a checkpoint folder, run folder, s3:// URI or
     ``builtin:NAME``; ``task`` as in :func:`read_meta`."""
-    meta = read_meta(path, task)
+    folder = local_copy(path)           # resolved once, downloaded once (s3://)
+    meta = _checked_meta(path, str(folder), task)
     model = build_model(meta)
-    model.load_state_dict(weights(path, device))
+    model.load_state_dict(torch.load(folder / MODEL_FILE, map_location=device, weights_only=True))
     return model.to(device).eval(), meta

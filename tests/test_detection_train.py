@@ -219,13 +219,12 @@ def pages(ray_local, tmp_path_factory):
 
 
 def test_ray_hands_the_collated_dict_through_unchanged(pages):
-    from ocr.data.loader import read_split
-    from ocr.train.data import numpy_collate
+    from ocr.data.loader import numpy_collate, read_split
     from ocr.train.detection import DetectionCollate, DetectionTask
 
     task = DetectionTask(TrainConfig(task="detection", data=str(pages), height=64, width=64))
     collate = numpy_collate(DetectionCollate, task.preprocess, task.target, task.classes)
-    ds = read_split(str(pages), "train", task._columns())
+    ds = read_split(str(pages), "train", task.columns)
     batch = next(iter(ds.iter_torch_batches(batch_size=4, collate_fn=collate)))
     assert set(batch) == {"ids", "images", "targets"} and batch["images"].shape == (4, 3, 64, 64)
     assert isinstance(batch["targets"], list) and len(batch["targets"]) == 4

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 import ray.data
+import ray.train
 import torch
 from ray.data.collate_fn import NumpyBatchCollateFn
 
@@ -66,16 +67,17 @@ class RecognitionCollate:
         return {k: torch.from_numpy(v) for k, v in self.arrays(batch).items()}
 
 
+def numpy_collate(cls, *args, **kwargs):
+    """An instance of collate class ``cls`` that Ray Data's ``iter_torch_batches`` feeds numpy."""
+    return type(cls.__name__, (cls, NumpyBatchCollateFn), {})(*args, **kwargs)
+
+
 def iter_recognition_batches(charset: Charset, preprocess: Preprocess, batch_size: int,
                              split: str = "train", bucket: bool = False, drop_last: bool = False,
                              shuffle_buffer: int | None = None, seed: int | None = None):
     """Inside a Ray Train worker: this worker's shard of ``split`` as tensor batches."""
-
-    class _Collate(RecognitionCollate, NumpyBatchCollateFn):
-        pass
-
     shard = ray.train.get_dataset_shard(split)
     return shard.iter_torch_batches(
         batch_size=batch_size, drop_last=drop_last,
-        collate_fn=_Collate(charset, preprocess, bucket),
+        collate_fn=numpy_collate(RecognitionCollate, charset, preprocess, bucket),
         local_shuffle_buffer_size=shuffle_buffer, local_shuffle_seed=seed)

@@ -1,16 +1,4 @@
 """Deprecated alias of :mod:`ocr.checkpoint` (kept for one release): import ``ocr.checkpoint``."""
 
 from ocr.checkpoint import *  # noqa: F401,F403
-from ocr.checkpoint import (  # noqa: F401
-    FORMAT,
-    META_FILE,
-    MODEL_FILE,
-    STATE_FILE,
-    build_model,
-    load,
-    local_copy,
-    read_meta,
-    resolve,
-    save,
-)
 from ocr.train.ranking import best_of, ranks_before  # noqa: F401

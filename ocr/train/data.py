@@ -1,20 +1,14 @@
-"""What every task reads: the manifests it trains on, its training batches from Ray Data, and
-each worker's slice of the validation split."""
+"""What every task reads: the manifests it trains on and each worker's slice of the
+validation split (training batches come from Ray Data: :meth:`ocr.train.task.TaskBase.train_batches`)."""
 
 from __future__ import annotations
 
 import pyarrow as pa
-from ray.data.collate_fn import NumpyBatchCollateFn
 
 from ocr.config import ConfigError
 from ocr.data.shards import read_manifest, read_rows
 from ocr.train import dist
 from ocr.train.config import TrainConfig
-
-
-def numpy_collate(cls, *args, **kwargs):
-    """An instance of collate class ``cls`` that Ray Data's ``iter_torch_batches`` feeds numpy."""
-    return type(cls.__name__, (cls, NumpyBatchCollateFn), {})(*args, **kwargs)
 
 
 def val_batches(cfg: TrainConfig, columns: list[str]):
@@ -59,7 +53,7 @@ def load_manifests(cfg: TrainConfig, task: str | None) -> tuple[dict, dict]:
     splits (and, when ``task`` is given, of that task)."""
     manifests = []
     for data, split in ((cfg.data, cfg.train_split), (cfg.val_data or cfg.data, cfg.val_split)):
-        manifest = manifest_of(data)
+        manifest = manifests[0] if manifests and data == cfg.data else manifest_of(data)
         if task is not None and manifest["task"] != task:
             raise ConfigError(f"data {data} holds {manifest['task']} shards: expected {task}")
         check_split(data, manifest, split)

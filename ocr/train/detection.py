@@ -43,7 +43,7 @@ from ocr.charset import Charset
 from ocr.config import ConfigError
 from ocr.data.boxes import box_array, line_crop
 from ocr.data.images import Preprocess, decode
-from ocr.data.loader import read_split
+from ocr.data.loader import numpy_collate
 from ocr.data.shards import box_labels, ids_to_ints
 from ocr.eval.box_metrics import SCORE_THRESHOLD, evaluate_detections
 from ocr.eval.metrics import TextMetrics
@@ -52,7 +52,7 @@ from ocr.models.detection import DETECTORS, boxes_to_text
 from ocr.models.detection.box_ops import CROP_MARGIN
 from ocr.train.augment import MIN_SIDE, augment_detection
 from ocr.train.config import TrainConfig
-from ocr.train.data import load_manifests, numpy_collate, split_rows, val_batches
+from ocr.train.data import load_manifests, split_rows, val_batches
 from ocr.train.task import TaskBase
 
 DEFAULT_MODEL = "ssdlite_mobilenetv2"
@@ -161,6 +161,7 @@ class DetectionCollate:
 class DetectionTask(TaskBase):
     name = "detection"
     large_samples = True
+    columns = ["id", "image", "width", "height", "boxes"]
     metric, mode = "val_map50", "max"
     extra_names: list[str] = []
 
@@ -223,14 +224,6 @@ class DetectionTask(TaskBase):
         return meta["arch"]
 
     # --- on the driver ----------------------------------------------------------------
-    def datasets(self) -> dict:
-        """Training pages stream through Ray Data; validation is read by each worker."""
-        return {"train": read_split(self.cfg.data, self.cfg.train_split, self._columns())}
-
-    @staticmethod
-    def _columns() -> list[str]:
-        return ["id", "image", "width", "height", "boxes"]
-
     def model_meta(self) -> dict:
         return {"task": "detection", "arch": self.arch,
                 "charset": self.charset.to_json() if self.charset else None,
@@ -238,9 +231,9 @@ class DetectionTask(TaskBase):
                 "target": self.target, "readout": dict(READOUT) if self.kind == "char" else None}
 
     # --- in the workers ---------------------------------------------------------------
-    def collate(self, epoch: int, skip_ids: frozenset[int]):
+    def collate(self, seed: int, skip_ids: frozenset[int]):
         return numpy_collate(DetectionCollate, self.preprocess, self.target, self.classes, skip_ids,
-                             jitter=min(1.0, 2 * self.cfg.augment), seed=self.cfg.seed * 1000 + epoch)
+                             jitter=min(1.0, 2 * self.cfg.augment), seed=seed)
 
     def loss(self, model, batch: dict, device, gen: torch.Generator) -> tuple[torch.Tensor, list[float]]:
         """Summed SSD loss (box regression + classification, each per positive anchor) of a
@@ -256,7 +249,7 @@ class DetectionTask(TaskBase):
         """Lists of this worker's validation samples (pages rank::world of the split, read
         once from the shards), at most ``batch_size`` pages' worth each."""
         collate = DetectionCollate(self.preprocess, self.target, self.classes)
-        for batch in val_batches(self.cfg, self._columns()):
+        for batch in val_batches(self.cfg, self.columns):
             _, samples = collate.samples({k: batch[k] for k in ("id", "image", "boxes")})
             if samples:
                 yield samples

@@ -23,6 +23,7 @@ import time
 from dataclasses import asdict, dataclass, field
 
 import ray.train
+import ray.train.torch
 import torch
 from ray.train.v2._internal.execution import context as train_context
 

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 
 from ocr.config import ConfigError
 from ocr.data.images import decode
-from ocr.data.loader import read_split
+from ocr.data.loader import numpy_collate
 from ocr.data.shards import ids_to_ints
 from ocr.eval.orientation import orientation_metrics
 from ocr.models.orientation import ORIENTERS
@@ -48,7 +48,7 @@ from ocr.models.orientation.infer import model_estimates
 from ocr.models.orientation.preprocess import Jitter, PagePreprocess
 from ocr.train.augment import random_blur, random_photometric, random_stroke
 from ocr.train.config import TrainConfig
-from ocr.train.data import load_manifests, numpy_collate, split_rows, val_batches
+from ocr.train.data import load_manifests, split_rows, val_batches
 from ocr.train.task import TaskBase
 
 DEFAULT_MODEL = "deskew_fft"
@@ -152,18 +152,13 @@ class OrientationTask(TaskBase):
         return meta["arch"], PagePreprocess.from_json(meta["preprocess"])
 
     # --- on the driver ----------------------------------------------------------------
-    def datasets(self) -> dict:
-        """Training pages stream through Ray Data; validation is read by each worker."""
-        return {"train": read_split(self.cfg.data, self.cfg.train_split, self.columns)}
-
     def model_meta(self) -> dict:
         return {"task": "orientation", "arch": self.arch, "charset": None,
                 "preprocess": self.preprocess.to_json()}
 
     # --- in the workers ---------------------------------------------------------------
-    def collate(self, epoch: int, skip_ids: frozenset[int]):
-        return numpy_collate(OrientationCollate, self.preprocess, skip_ids, self.cfg.seed * 1000 + epoch,
-                             jitter=self.cfg.augment)
+    def collate(self, seed: int, skip_ids: frozenset[int]):
+        return numpy_collate(OrientationCollate, self.preprocess, skip_ids, seed, jitter=self.cfg.augment)
 
     def loss(self, model, batch: dict, device, gen: torch.Generator) -> tuple[torch.Tensor, list[float]]:
         """Skew cross-entropy (soft bucket targets) + orientation cross-entropy of a CPU batch,

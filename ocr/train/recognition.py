@@ -8,13 +8,13 @@ import torch
 from ocr.charset import Charset
 from ocr.config import ConfigError
 from ocr.data.images import Preprocess
-from ocr.data.loader import RecognitionCollate, read_split
+from ocr.data.loader import RecognitionCollate, numpy_collate
 from ocr.data.shards import ids_to_ints
 from ocr.eval.metrics import TextMetrics
 from ocr.models.recognition import RECOGNIZERS
 from ocr.train.augment import augment_batch
 from ocr.train.config import TrainConfig
-from ocr.train.data import load_manifests, numpy_collate, split_rows, val_batches
+from ocr.train.data import load_manifests, split_rows, val_batches
 from ocr.train.task import TaskBase
 
 
@@ -44,6 +44,7 @@ def _repeats(targets: torch.Tensor) -> torch.Tensor:
 
 class RecognitionTask(TaskBase):
     name = "recognition"
+    columns = ["id", "image", "label"]
     metric, mode = "val_cer", "min"
     val_columns = ["val_loss", "val_cer", "val_ned", "val_char_accuracy", "val_word_accuracy",
                    "val_samples"]
@@ -117,11 +118,6 @@ class RecognitionTask(TaskBase):
                               f"at most max_length={self.max_length}: set --model-set max_length=N")
 
     # --- on the driver ----------------------------------------------------------------
-    def datasets(self) -> dict:
-        """Training data streams through Ray Data; validation is read by each worker."""
-        cols = ["id", "image", "label"]
-        return {"train": read_split(self.cfg.data, self.cfg.train_split, cols)}
-
     def model_meta(self) -> dict:
         return {"task": "recognition", "arch": self.arch, "charset": self.charset.to_json(),
                 "preprocess": self.preprocess.to_json()}
@@ -143,7 +139,7 @@ class RecognitionTask(TaskBase):
                 new[key] = grown
         return new
 
-    def collate(self, epoch: int, skip_ids: frozenset[int]):
+    def collate(self, seed: int, skip_ids: frozenset[int]):
         return numpy_collate(TrainCollate, self.charset, self.preprocess, skip_ids)
 
     def loss(self, model, batch: dict, device, gen: torch.Generator) -> tuple[torch.Tensor, list[float]]:
@@ -164,7 +160,7 @@ class RecognitionTask(TaskBase):
     def validate(self, model, device) -> list[float]:
         metrics, loss_sum = TextMetrics(), 0.0
         collate = TrainCollate(self.charset, self.preprocess)
-        for batch in map(collate, val_batches(self.cfg, ["id", "image", "label"])):
+        for batch in map(collate, val_batches(self.cfg, self.columns)):
             images, targets = batch["images"].to(device), batch["targets"].to(device)
             out = model(images)
             if model.prediction == "ctc":

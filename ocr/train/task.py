@@ -15,6 +15,7 @@ import torch
 
 from ocr import checkpoint
 from ocr.config import ConfigError
+from ocr.data.loader import read_split
 from ocr.train.config import TrainConfig
 
 
@@ -53,15 +54,22 @@ class TrainTask(Protocol):
 
 
 class TaskBase:
-    """Shared by the tasks: the fine-tuning checkpoint, the model, the training batches.
+    """Shared by the tasks: the training data, the fine-tuning checkpoint, the model, the
+    training batches.
 
-    A subclass sets ``name`` and ``large_samples`` (pages: the local shuffle buffer holds
-    at most 8 batches of them) and defines ``collate(epoch, skip_ids)``; it may override
-    ``init_weights`` (recognition grows its classifier for new symbols)."""
+    A subclass sets ``name``, ``columns`` (the training split's columns its collate reads)
+    and ``large_samples`` (pages: the local shuffle buffer holds at most 8 batches of them)
+    and defines ``collate(seed, skip_ids)``; it may override ``init_weights`` (recognition
+    grows its classifier for new symbols)."""
 
     name: ClassVar[str]
     large_samples: ClassVar[bool] = False
     cfg: TrainConfig
+    columns: list[str]
+
+    def datasets(self) -> dict:
+        """Training data streams through Ray Data; validation is read by each worker."""
+        return {"train": read_split(self.cfg.data, self.cfg.train_split, self.columns)}
 
     def init_meta(self) -> dict:
         """model.json of ``cfg.init_from``, refused unless it is a checkpoint of this task."""
@@ -80,7 +88,8 @@ class TaskBase:
         """The state_dict to start fine-tuning from, given the checkpoint's."""
         return old
 
-    def collate(self, epoch: int, skip_ids: frozenset[int]):
+    def collate(self, seed: int, skip_ids: frozenset[int]):
+        """The collate of this epoch's batches (``seed``: the epoch's, for random crops)."""
         raise NotImplementedError
 
     def train_batches(self, epoch: int, skip_ids: frozenset[int]):
@@ -91,5 +100,5 @@ class TaskBase:
         if self.large_samples:
             buffer = min(cfg.shuffle_buffer, 8 * cfg.batch_size) or None
         shard = ray.train.get_dataset_shard("train")
-        return shard.iter_torch_batches(batch_size=cfg.batch_size, collate_fn=self.collate(epoch, skip_ids),
+        return shard.iter_torch_batches(batch_size=cfg.batch_size, collate_fn=self.collate(seed, skip_ids),
                                         local_shuffle_buffer_size=buffer, local_shuffle_seed=seed)
