@@ -9,7 +9,8 @@ Specs accepted by :func:`load_charset`:
 * a preset name: ``digits``, ``lower`` (digits + a-z, deep-text-recognition-benchmark's
   default), ``latin`` (digits, both cases, ASCII punctuation, space), ``hangul`` (the
   2,350 syllables of KS X 1001), ``hangul_full`` (all 11,172 syllables), ``space``,
-  ``punct``, ``korean`` (= ``latin+hangul``);
+  ``punct``, ``korean`` (= ``latin+hangul``), ``numeric`` (digits, space and ``+-.,:/%``: numbers
+  as screens and meters show them), ``symbols`` (print symbols beyond ASCII: ``€ ₩ ° × ※ →``...);
 * a union of specs joined by ``+``: ``digits+hangul``;
 * a file: ``file:PATH`` or a path ending in ``.txt`` (one symbol per line, ``<space>``
   for a space) or ``.json`` (``{"symbols": [...]}``, as written in manifests);
@@ -133,6 +134,8 @@ _PRESETS = {
     "hangul": _ksx1001_hangul,
     "hangul_full": lambda: "".join(chr(c) for c in range(0xAC00, 0xD7A4)),
     "korean": lambda: _PRESETS["latin"]() + _ksx1001_hangul(),
+    "numeric": lambda: string.digits + " +-.,:/%",
+    "symbols": lambda: "²·°±×÷…‘’“”€£¥₩※→←↑↓○●□■△▲☆★",
 }
 
 PRESET_NAMES = tuple(sorted(_PRESETS))

@@ -8,7 +8,16 @@ Specs:
                                    never the first or last symbol;
 * ``file:PATH``                    one word or phrase per line (UTF-8), sampled uniformly;
 * ``words:PATH:MIN-MAX``           MIN..MAX words (whitespace-separated tokens of the file)
-                                   joined by single spaces.
+                                   joined by single spaces;
+* ``lexicon:NAME|PATH[:MIN-MAX]``  frequency-weighted words of a bundled list (``korean``,
+                                   ``english``) or a ``WORD[<TAB>COUNT]`` file
+                                   (:mod:`ocr.data.synth.lexicon`);
+* ``template:KIND[:LANG]``         numbers, prices, dates, times, phone numbers, addresses,
+                                   codes, units (``any``), in ``ko``/``en``/``mixed`` formats
+                                   (:mod:`ocr.data.synth.templates`);
+* ``mix:NAME|PATH``                lines up to a target length composed from weighted sources:
+                                   a bundled mix (``korean``, ``latin``, ``digits``) or a YAML
+                                   file (:mod:`ocr.data.synth.mix`).
 
 ``MIN-MAX`` may also be a single number (fixed length). PATH may be any URI
 :mod:`ocr.storage` reads (local or ``s3://``).
@@ -24,30 +33,22 @@ that are no label symbol (:func:`ocr.charset.is_label_symbol`) are never drawn.
 from __future__ import annotations
 
 import logging
-from abc import ABC, abstractmethod
 
 import numpy as np
 
 from ocr import storage
 from ocr.charset import BadCharacter, CharsetError, clean_label, is_label_symbol, load_charset
+from ocr.data.synth.lexicon import LexiconSource
+from ocr.data.synth.mix import MixSource, read_mix
+from ocr.data.synth.templates import TemplateSource
+from ocr.data.synth.textsource import TextSource
+
+__all__ = ["SPEC_HELP", "TextSource", "parse_text_source"]
 
 log = logging.getLogger(__name__)
 
-SPEC_HELP = "'digits:MIN-MAX', 'random:CHARSET:MIN-MAX', 'file:PATH' or 'words:PATH:MIN-MAX'"
-
-
-class TextSource(ABC):
-    """Samples label texts. Picklable, so it can travel to Ray workers."""
-
-    spec: str = ""
-
-    @abstractmethod
-    def sample(self, rng: np.random.Generator) -> str:
-        """One text, drawn with ``rng`` only (same generator state, same text)."""
-
-    @abstractmethod
-    def symbols(self) -> str:
-        """Every symbol this source can produce, sorted by code point (for charsets)."""
+SPEC_HELP = ("'digits:MIN-MAX', 'random:CHARSET:MIN-MAX', 'file:PATH', 'words:PATH:MIN-MAX', "
+             "'lexicon:NAME|PATH[:MIN-MAX]', 'template:KIND[:LANG]' or 'mix:NAME|PATH'")
 
 
 class _SymbolSource(TextSource):
@@ -154,4 +155,36 @@ def parse_text_source(spec: str) -> TextSource:
         path, length = _split_last(rest, spec, "PATH")
         lo, hi = _parse_range(length, spec)
         return _LineSource(path, spec, lo, hi, split=True)
+    if kind == "lexicon":
+        return _lexicon(rest, spec)
+    if kind == "template":
+        name, _, lang = rest.partition(":")
+        return TemplateSource(name, lang or "mixed", spec)
+    if kind == "mix":
+        return _mix(rest, spec)
     raise ValueError(f"bad text source {spec!r}: unknown kind {kind!r}, expected {SPEC_HELP}")
+
+
+def _lexicon(rest: str, spec: str) -> LexiconSource:
+    head, sep, tail = rest.rpartition(":")
+    if sep and tail and tail.replace("-", "").isdigit():
+        return LexiconSource(head, *_parse_range(tail, spec), spec)
+    return LexiconSource(rest, 1, 1, spec)
+
+
+def _mix(rest: str, spec: str) -> MixSource:
+    if not rest:
+        raise ValueError(f"text source {spec!r}: expected 'mix:NAME' or 'mix:PATH.yaml', found no name")
+    mix = read_mix(rest, spec, _parse_range)
+    parts = []
+    for source, weight in mix.sources.items():
+        if source.startswith("mix:"):
+            raise ValueError(f"text source {spec!r}: a mix cannot hold another mix ({source!r})")
+        parts.append((parse_text_source(source), weight))
+    allowed = None
+    if mix.charset:
+        try:
+            allowed = "".join(load_charset(mix.charset).symbols)
+        except CharsetError as e:
+            raise ValueError(f"text source {spec!r}: charset: {e}") from e
+    return MixSource(parts, *mix.length, spec, allowed)
