@@ -9,7 +9,7 @@ PY=${PYTHON:-python3}
 # different designs (sans, serif, mono, rounded, hand-like), so models see many glyph shapes.
 FONT_PACKAGES="fonts-nanum fonts-dejavu-core fonts-noto-cjk fonts-liberation2 fonts-lato fonts-open-sans
   fonts-roboto-unhinted fonts-hack fonts-jetbrains-mono fonts-linuxlibertine fonts-go fonts-comic-neue
-  fonts-cantarell fonts-crosextra-caladea fontconfig"
+  fonts-cantarell fonts-crosextra-caladea fonts-dseg fontconfig"
 if command -v dpkg-query >/dev/null; then
   missing=$(for p in $FONT_PACKAGES; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || echo "$p"; done)

@@ -3,6 +3,7 @@
 import pyarrow.parquet as pq
 import pytest
 
+from ocr.charset import load_charset
 from ocr.cli import main
 from ocr.config import ConfigError
 from ocr.data import shards
@@ -68,3 +69,22 @@ def test_bad_synth_config_is_refused(capsys, tmp_path):
     assert "kind: expected one of line, page, found 'poster'" in capsys.readouterr().err
     assert main(["synth", "--output", str(tmp_path / "x"), "--style-set", "wobble=3"]) == 2
     assert "unknown LineStyle keys ['wobble']" in capsys.readouterr().err
+
+
+def test_glyph_bank_lines_and_realistic_mixes_as_shards(ray_local, tmp_path, capsys):
+    from test_synth_sources import make_bank
+
+    bank = make_bank(tmp_path / "bank", "0123456789")
+    assert main(["synth", "--output", str(tmp_path / "g"), "--glyphs", str(bank), "--text", "digits:2-6",
+                 "--count", "30", "--style", "real", "--shard-size", "15"]) == 0
+    rows = [r for t in shards.read_rows(str(tmp_path / "g")) for r in t.to_pylist()]
+    assert len(rows) == 30 and all(r["label"].isdigit() and r["height"] == 32 for r in rows)
+    m = synth(SynthConfig(output=str(tmp_path / "mix"), text="mix:korean", charset="korean+symbols",
+                          style="real", count=24, shard_size=12))
+    assert m["counts"]["written"] == 24
+    assert len(m["charset"]["symbols"]) == len(load_charset("korean+symbols"))
+    # a bank with no crop for any symbol of the text is refused before any Ray work
+    assert main(["synth", "--output", str(tmp_path / "bad"), "--glyphs", str(bank), "--text",
+                 "random:hangul:2"]) == 2
+    assert "expected crops for the symbols of --text random:hangul:2" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()

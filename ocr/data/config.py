@@ -7,7 +7,9 @@ from dataclasses import dataclass
 
 from ocr.config import ConfigError, absolute_paths, opt
 from ocr.data.shards import SPLITS
-from ocr.data.synth.augment import STYLE_PRESETS
+from ocr.data.synth.augment import STYLE_MIXES, STYLE_PRESETS
+
+STYLES = (*STYLE_PRESETS, *STYLE_MIXES)
 
 LAYOUTS = ("auto", "gt", "labels", "aihub", "filename", "lmdb", "labelme", "coco")
 
@@ -98,7 +100,10 @@ class SynthConfig:
     kind: str = opt("line", "what to render: text lines (recognition shards) or pages with line, "
                     "word and character boxes (detection shards)", choices=("line", "page"))
     text: str = opt("digits:1-8", "text source: digits:MIN-MAX, random:CHARSET:MIN-MAX, file:PATH "
-                    "(a line of the file at a time) or words:PATH:MIN-MAX (MIN to MAX words of it)",
+                    "(a line of the file at a time), words:PATH:MIN-MAX (MIN to MAX words of it), "
+                    "lexicon:korean|english|PATH[:MIN-MAX] (frequency-weighted words), "
+                    "template:KIND[:ko|en] (number, price, date, time, phone, address, code, unit, any) "
+                    "or mix:korean|latin|digits|PATH.yaml (lines of weighted sources)",
                     path="text")
     count: int = opt(1000, "samples (lines or pages) to render")
     seed: int = opt(0, "random seed: the same seed gives the same shards")
@@ -111,8 +116,15 @@ class SynthConfig:
     font_exclude: list[str] = opt(factory=list, metavar="TEXT",
                                   help="drop fonts whose name contains one of these, ignoring case "
                                        "(hold fonts out for evaluation)")
+    glyphs: str = opt("", "folder of real crops per symbol (DIR/<symbol>/*.png, U+XXXX for symbols a "
+                      "folder name cannot hold): lines are composed from them instead of drawn with a "
+                      "font, for styles no font has", path="input")
+    glyph_share: float = opt(1.0, "with --glyphs: the share of lines composed from the crops; the "
+                             "others are drawn with fonts")
     style: str = opt("default", "augmentation preset: none (black on white), default (seed 001's mix, "
-                     "grayscale) or color", choices=tuple(STYLE_PRESETS))
+                     "grayscale), color, scan (grey and faded ink, paper, JPEG), photo (colour, uneven "
+                     "light, perspective, blur), screen (flat colours, scaled pixels), or real (one of "
+                     "those per line)", choices=STYLES)
     style_set: list[str] = opt(factory=list, metavar="KEY=VALUE",
                                help="line style parameters to change, such as random_skew=4")
     page_width: int = opt(640, "page width in pixels")
@@ -134,10 +146,14 @@ class SynthConfig:
         absolute_paths(self)
         if self.kind not in ("line", "page"):
             raise ConfigError(f"kind: expected 'line' or 'page', found {self.kind!r}")
-        if self.style not in STYLE_PRESETS:
-            raise ConfigError(f"style: expected one of {sorted(STYLE_PRESETS)}, found {self.style!r}")
+        if self.style not in STYLES:
+            raise ConfigError(f"style: expected one of {', '.join(STYLES)}, found {self.style!r}")
         if self.image_format not in ("png", "jpeg"):
             raise ConfigError(f"image_format: expected png or jpeg, found {self.image_format!r}")
+        if not 0 <= self.glyph_share <= 1:
+            raise ConfigError(f"glyph_share: expected a share from 0 to 1, found {self.glyph_share}")
+        if self.glyphs and self.kind != "line":
+            raise ConfigError("glyphs: glyph banks compose text lines; expected --kind line")
         if self.count < 1 or self.height < 8 or self.shard_size < 1:
             raise ConfigError("count and shard_size must be >= 1 and height >= 8")
         parse_split_ratios(self.splits)

@@ -17,6 +17,8 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image, ImageFilter
 
+from ocr.data.synth.degrade import Degradation
+
 Range = float | tuple[float, float]
 
 DISTORTIONS = ("none", "sine", "cosine", "random")
@@ -42,6 +44,8 @@ class LineStyle:
     text_color / background_color: RGB (or grey level); None draws one at random with a
         luminance difference of at least ``min_contrast`` (0..127) from the other.
     grayscale: "L" output instead of "RGB".
+    degradation: scanner, camera and screen effects after composition (:class:`Degradation`;
+        a mapping of its fields is accepted).
     """
 
     skew_angle: float = 0.0
@@ -60,8 +64,16 @@ class LineStyle:
     background_color: tuple[int, ...] | int | None = None
     min_contrast: int = 96
     grayscale: bool = False
+    degradation: Degradation = Degradation()
 
     def __post_init__(self):
+        if isinstance(self.degradation, dict):
+            try:
+                self.degradation = Degradation(**{k: tuple(v) if isinstance(v, list) else v
+                                                  for k, v in self.degradation.items()})
+            except TypeError as e:
+                raise ValueError(f"LineStyle.degradation: {e}; expected keys of "
+                                 f"{sorted(Degradation.__dataclass_fields__)}") from None
         for name, allowed in (("distortion", DISTORTIONS), ("background", BACKGROUNDS),
                               ("distortion_orientation", ORIENTATIONS),
                               ("alignment", ALIGNMENTS)):
@@ -98,7 +110,25 @@ STYLE_PRESETS = {
                 "distortion_orientation": "both", "background": "random", "grayscale": True},
     "color": {"random_skew": 2.0, "random_blur": 0.8, "distortion": "random",
               "distortion_orientation": "both", "background": "random"},
+    # a scanned page: grey and faded ink on paper, tight margins, spacing, lighting, JPEG
+    "scan": {"random_skew": 1.5, "random_blur": 0.8, "background": "texture", "min_contrast": 60,
+             "grayscale": True, "margins": ((0, 3), (0, 6), (0, 3), (0, 6)),
+             "character_spacing": (-0.5, 2.0),
+             "degradation": Degradation(lighting_p=0.3, perspective_p=0.15, perspective=(0.01, 0.05),
+                                        noise_p=0.5, rescale_p=0.4, jpeg_p=0.5)},
+    # a phone photo: colour, uneven light, perspective, blur, noise, JPEG
+    "photo": {"random_skew": 3.0, "blur": 0.3, "random_blur": 1.0, "background": "random",
+              "min_contrast": 50, "margins": ((0, 4), (0, 8), (0, 4), (0, 8)),
+              "degradation": Degradation(lighting_p=0.7, perspective_p=0.6, noise_p=0.5,
+                                         rescale_p=0.4, jpeg_p=0.7)},
+    # a screen or screenshot: flat colours, no skew, pixels scaled up, JPEG
+    "screen": {"random_skew": 0.0, "random_blur": 0.3, "background": "plain", "min_contrast": 70,
+               "margins": ((0, 3), (0, 6), (0, 3), (0, 6)),
+               "degradation": Degradation(noise_p=0.2, noise=(1.0, 4.0), rescale_p=0.6,
+                                          rescale=(0.5, 0.95), pixelate=0.5, jpeg_p=0.5)},
 }
+# presets drawn per line: ``--style real`` is a mix of what people photograph, scan and see
+STYLE_MIXES = {"real": ("none", "default", "scan", "photo", "screen")}
 
 
 def pick(value: Range, rng: np.random.Generator, integer: bool = False) -> float:

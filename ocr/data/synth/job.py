@@ -23,7 +23,7 @@ from ocr.config import ConfigError, parse_overrides
 from ocr.data.config import SynthConfig, parse_split_ratios
 from ocr.data.formats.base import Box, Entry
 from ocr.data.ingest import build_manifest, check_output, finish, new_row, run_pipeline, to_block
-from ocr.data.synth.augment import STYLE_PRESETS, LineStyle
+from ocr.data.synth.augment import STYLE_MIXES, STYLE_PRESETS, LineStyle
 from ocr.data.synth.fonts import (
     SYSTEM_FONT_DIRS,
     describe_symbols,
@@ -33,7 +33,9 @@ from ocr.data.synth.fonts import (
     install_hint,
     uncovered,
 )
+from ocr.data.synth.glyphs import GlyphBank, render_glyph_line
 from ocr.data.synth.line import render_line
+from ocr.data.synth.mix import MixSource
 from ocr.data.synth.page import render_page
 from ocr.data.synth.text import parse_text_source
 from ocr.data.validate import Reject, Validator, sample_id, split_of
@@ -105,6 +107,9 @@ def _check_coverage(cfg: SynthConfig, fonts: list, where: str, source) -> None:
     symbols = len([c for c in source.symbols() if not c.isspace()])
     said = (f"no selected font covers {len(missing):,} of the {symbols:,} symbols of --text "
             f"{cfg.text} ({describe_symbols(missing)})")
+    if isinstance(source, MixSource) and len(missing) < len(source.symbols().strip()):
+        print(f"note: {said}; texts of the mix holding them are drawn again", file=sys.stderr)
+        return
     if drawable and cfg.kind == "line":
 
         print(f"note: {said}; the {len(units) - drawable} of {len(units)} "
@@ -119,8 +124,27 @@ def _check_coverage(cfg: SynthConfig, fonts: list, where: str, source) -> None:
         f"{', or loosen ' + filters if filters else ''}")
 
 
-def line_style(cfg: SynthConfig):
-    """The preset's LineStyle with ``style_set`` overrides (values parsed as YAML: 4, [1, 3])."""
+def load_bank(cfg: SynthConfig, source) -> GlyphBank:
+    """The glyph bank of ``--glyphs``, refused (ConfigError) when it holds no crop for any symbol
+    of the text source; symbols it lacks are named (texts holding them are drawn again)."""
+    try:
+        bank = GlyphBank.load(cfg.glyphs)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    wanted = [c for c in source.symbols() if c != " "]
+    missing = bank.missing("".join(wanted))
+    if len(missing) == len(wanted):
+        raise ConfigError(f"glyphs {cfg.glyphs}: expected crops for the symbols of --text {cfg.text} "
+                          f"({describe_symbols(wanted)}), found crops of {bank.symbols()!r} only")
+    if missing:
+        print(f"note: glyphs {cfg.glyphs} have no crop of {describe_symbols(missing)}: texts holding "
+              "them are drawn again", file=sys.stderr)
+    return bank
+
+
+def line_styles(cfg: SynthConfig) -> tuple[LineStyle, ...]:
+    """The preset's LineStyle (or a mix's, one drawn per line) with ``style_set`` overrides
+    (values parsed as YAML: 4, [1, 3], {jpeg_p: 0.5})."""
     overrides = {k: yaml.safe_load(v) for k, v in parse_overrides(cfg.style_set).items()}
     fields = set(LineStyle.__dataclass_fields__)
     unknown = sorted(set(overrides) - fields)
@@ -128,7 +152,11 @@ def line_style(cfg: SynthConfig):
         raise ConfigError(f"style_set: unknown LineStyle keys {unknown}, expected some of "
                           f"{sorted(fields)}")
     overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
-    return LineStyle(**{**STYLE_PRESETS[cfg.style], **overrides})
+    try:
+        return tuple(LineStyle(**{**STYLE_PRESETS[name], **overrides})
+                     for name in STYLE_MIXES.get(cfg.style, (cfg.style,)))
+    except ValueError as e:
+        raise ConfigError(f"style_set: {e}") from None
 
 
 def _encode(img, fmt: str) -> bytes:
@@ -146,12 +174,28 @@ class Renderer:
 
     cfg: SynthConfig
     fonts: tuple
-    style: object
+    styles: tuple
     validator: Validator
     ratios: dict
+    bank: GlyphBank | None = None
+
+    def _style(self, rng):
+        """The line's style: the preset's, or one of a mix's (drawn only for a mix)."""
+        return self.styles[int(rng.integers(len(self.styles)))] if len(self.styles) > 1 else self.styles[0]
+
+    def _glyph_line(self, source, rng):
+        for _ in range(100):
+            text = source.sample(rng)
+            if not self.bank.missing(text):
+                return render_glyph_line(text, self.bank, self.cfg.height, self._style(rng), rng), text
+        raise ConfigError(f"glyphs {self.cfg.glyphs} have no crops for the symbols of texts of "
+                          f"{self.cfg.text!r} (e.g. {text!r}: {''.join(self.bank.missing(text))!r})")
 
     def sample(self, source, rng) -> tuple[bytes, Entry]:
         cfg = self.cfg
+        if self.bank is not None and (cfg.glyph_share >= 1 or rng.random() < cfg.glyph_share):
+            img, text = self._glyph_line(source, rng)
+            return _encode(img, cfg.image_format), Entry(key="", label=text)
         if cfg.kind == "line":
             for _ in range(100):
                 text = source.sample(rng)
@@ -162,7 +206,7 @@ class Renderer:
                 raise ConfigError(f"no selected font covers texts of {cfg.text!r} (e.g. {text!r})")
 
             font = usable[int(rng.integers(len(usable)))]
-            img = render_line(text, font, cfg.height, self.style, rng)
+            img = render_line(text, font, cfg.height, self._style(rng), rng)
             return _encode(img, cfg.image_format), Entry(key="", label=text)
 
         lo, hi = _range(cfg.lines_per_page)
@@ -203,8 +247,9 @@ def synth(cfg: SynthConfig, progress: bool | None = None) -> dict:
                else load_charset(cfg.charset))
     task = "recognition" if cfg.kind == "line" else "detection"
     validator = Validator(task=task, charset=charset, height=cfg.height, ctc_width=0)
-    renderer = Renderer(cfg, tuple(select_fonts(cfg, source)), line_style(cfg), validator,
-                        parse_split_ratios(cfg.splits))
+    bank = load_bank(cfg, source) if cfg.glyphs else None
+    fonts = () if bank is not None and cfg.glyph_share >= 1 else tuple(select_fonts(cfg, source))
+    renderer = Renderer(cfg, fonts, line_styles(cfg), validator, parse_split_ratios(cfg.splits), bank)
     check_output(cfg.output, cfg.overwrite, s3)
     started = time.perf_counter()
     bounds = range(0, cfg.count, cfg.shard_size)

@@ -4,7 +4,8 @@ The text is drawn as an ink mask at the size that makes its vertical extent matc
 output text height, cropped tightly (horizontally to the ink; vertically to the ink plus
 the cap-height-to-baseline band, so "-" or "." keep their place and size), then skewed,
 distorted, resized to exactly the text height, placed within the margins (or the fixed
-width), blurred and composed over a background.
+width), blurred and composed over a background, then degraded as a scanner, camera or
+screen would (:mod:`ocr.data.synth.degrade`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from PIL import Image, ImageDraw
 from ocr.charset import nfc
 from ocr.data.synth import augment
 from ocr.data.synth.augment import LineStyle, pick
+from ocr.data.synth.degrade import degrade
 from ocr.data.synth.fonts import FontInfo, coverage, load_font, missing_chars
 
 _REF_SIZE = 100
@@ -105,14 +107,27 @@ def render_line(text: str, font: FontInfo, height: int, style: LineStyle | None 
     if missing:
         raise ValueError(f"font {font.name or font.path} (face {font.index}) has no glyph for "
                          f"{''.join(missing)!r} in {text!r}")
+    margins, text_height = line_margins(height, style, rng)
+    size = _font_size(font, text, text_height)
+    spacing = pick(style.character_spacing, rng) * size / text_height
+    return finish_line(draw_mask(text, font, size, spacing), height, margins, style, rng)
+
+
+def line_margins(height: int, style: LineStyle, rng: np.random.Generator) -> tuple[list[int], int]:
+    """The drawn (top, left, bottom, right) margins and the text height they leave."""
     margins = [max(0, pick(m, rng, integer=True)) for m in style.margins]
     text_height = height - margins[0] - margins[2]
     if text_height < 4:
         raise ValueError(f"line height {height} minus margins top={margins[0]} "
                          f"bottom={margins[2]} leaves {text_height} px for text: expected >= 4")
-    size = _font_size(font, text, text_height)
-    spacing = pick(style.character_spacing, rng) * size / text_height
-    ink = draw_mask(text, font, size, spacing)
+    return margins, text_height
+
+
+def finish_line(ink: Image.Image, height: int, margins: list[int], style: LineStyle,
+                rng: np.random.Generator) -> Image.Image:
+    """The ink mask of a line (from a font or a glyph bank) skewed, distorted, placed,
+    blurred, coloured over a background and degraded: the one pipeline of every line."""
+    text_height = height - margins[0] - margins[2]
     ink = augment.skew(ink, style.skew_angle + rng.uniform(-1, 1) * style.random_skew)
     ink = augment.distort(ink, style.distortion, style.distortion_orientation,
                           style.distortion_strength, rng)
@@ -121,4 +136,4 @@ def render_line(text: str, font: FontInfo, height: int, style: LineStyle | None 
     fg, bg = augment.pick_colors(style.text_color, style.background_color,
                                  style.min_contrast, style.grayscale, rng)
     background = augment.make_background(alpha.size, bg, style.background, rng)
-    return augment.compose(alpha, background, fg)
+    return degrade(augment.compose(alpha, background, fg), style.degradation, rng)
