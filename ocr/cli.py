@@ -58,6 +58,11 @@ class ClientConfig:
 
 
 @dataclass
+class ModelsConfig:
+    builtin: bool = opt(False, "list the built-in models (builtin:NAME): charset, size, figures")
+
+
+@dataclass
 class ShardsConfig:
     shards: str = opt("", "shard folder (manifest.json), local or s3://", path="input")
 
@@ -266,7 +271,24 @@ def cmd_client(args) -> int:
     return 0
 
 
+def cmd_recipe(args) -> int:
+    from ocr.recipe import RecipeConfig, run_recipe
+
+    result = run_recipe(config_from_args(RecipeConfig, args))
+    for name, figures in result["figures"].items():
+        print(f"{name}: " + "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
+                                      for k, v in figures.items()))
+    print(f"recipe {result['recipe']} done in {result['minutes']} min: model {result['model']}"
+          + (f"; published as {result['published']}" if result.get("published") else ""))
+    return 0
+
+
 def cmd_models(args) -> int:
+    if args.builtin:
+        from ocr.builtins import builtin_table
+
+        print(builtin_table())
+        return 0
     from ocr.models import REGISTRIES
 
     for task, registry in REGISTRIES.items():
@@ -311,7 +333,10 @@ def _commands() -> list[tuple]:
          "same with `serve run`)", "ocr.serve.config:ServeConfig", (), cmd_serve, True),
         ("client", "send an image to a running service and print what it read", "ocr.cli:ClientConfig",
          ("image",), cmd_client, False),
-        ("models", "list the model presets", None, (), cmd_models, False),
+        ("recipe", "make a recogniser in one command: synth -> train -> eval -> publish (the recipe "
+         "of a built-in model, or your own YAML)", "ocr.recipe:RecipeConfig", ("recipe",), cmd_recipe, False),
+        ("models", "list the model presets (--builtin: the models shipped in the package)",
+         "ocr.cli:ModelsConfig", (), cmd_models, False),
         ("manifest", "print the summary of a shard folder", "ocr.cli:ShardsConfig", ("shards",),
          cmd_manifest, False),
     ]
