@@ -87,8 +87,8 @@ SUBSTITUTIONS = [
     Sub(r"--model (fast|crnn|trbc|trba)\b", r"--model tiny_\1", "recognisers: tiny_* presets"),
     Sub(r"grid: \[fast, crnn\]", "grid: [tiny_crnn]",
         "sweep space: one tiny preset, so 1 trial (~25 s each; the quick tour's sweep runs 2)"),
-    Sub(_before_comment(r"ocr train recognition"), _append_if_absent("--model", "tiny_fast"),
-        "recognition default (fast) -> tiny_fast"),
+    Sub(_before_comment(r"ocr train recognition(?!.*--init-from)"), _append_if_absent("--model", "tiny_fast"),
+        "recognition default (fast) -> tiny_fast (fine-tuning keeps its checkpoint's model)"),
     Sub(_before_comment(r"ocr train detection"), _append_if_absent("--model", "tiny_ssdlite"),
         "detection default (ssdlite_mobilenetv2) -> tiny_ssdlite"),
     Sub(_before_comment(r"ocr train orientation"), _append_if_absent("--model", "tiny_deskew"),
@@ -98,6 +98,8 @@ SUBSTITUTIONS = [
     # the char model
     Sub(_before_comment(r"ocr eval-detection .*--roi-checkpoint"), _append_if_absent("--max-lines", "4"),
         "end-to-end detection: 4 lines a page"),
+    # recipes: the tiny size of the same recipe (a few hundred lines, 4 steps)
+    Sub(_before_comment(r"ocr recipe"), _append_if_absent("--size", "tiny"), "recipes: --size tiny"),
     # sweeps: one draw per grid point
     Sub(r"--num-samples \d+", "--num-samples 1", "sweeps: 1 draw per grid point"),
     # serving: a free port, not 8000 (another service on the machine may hold it)

@@ -178,8 +178,9 @@ def _old_checkpoint(folder, name: str, symbols: str):
 def test_fine_tuning_refuses_or_extends_another_charset(digits, tmp_path, preset):
     old = _old_checkpoint(tmp_path / "old", preset, "0123")
     with pytest.raises(ConfigError, match="lacks 6 symbol.*'456789'.*--extend-charset"):
-        RecognitionTask(_cfg(digits, tmp_path, init_from=str(tmp_path / "old")))
-    task = RecognitionTask(_cfg(digits, tmp_path, init_from=str(tmp_path / "old"), extend_charset=True))
+        RecognitionTask(_cfg(digits, tmp_path, init_from=str(tmp_path / "old"), model=""))
+    task = RecognitionTask(_cfg(digits, tmp_path, init_from=str(tmp_path / "old"), extend_charset=True,
+                                model=""))
     assert task.charset.symbols[:4] == tuple("0123") and len(task.charset) == 10
     new = task.build_model()
     key = "head.fc.weight" if preset == "tiny_crnn" else "head.generator.weight"
@@ -197,6 +198,8 @@ def test_same_charset_fine_tunes_without_extension(digits, tmp_path):
     _old_checkpoint(tmp_path / "old", "tiny_crnn", "0123456789")
     task = RecognitionTask(_cfg(digits, tmp_path, init_from=str(tmp_path / "old")))
     assert "".join(task.charset.symbols) == "0123456789" and task.arch["num_classes"] == 11
+    with pytest.raises(ConfigError, match="is a 'tiny_crnn' model, found --model tiny_fast"):
+        RecognitionTask(_cfg(digits, tmp_path, init_from=str(tmp_path / "old"), model="tiny_fast"))
 
 
 def test_the_schedule_spans_the_steps_or_the_time_whichever_ends_first(tmp_path):

@@ -101,6 +101,10 @@ class RecognitionTask(TaskBase):
         self.preprocess = Preprocess.from_json(meta["preprocess"])
         arch = dict(meta["arch"])
         name = arch.pop("name")
+        if self.cfg.model and self.cfg.model != name:
+            raise ConfigError(f"model: init_from {self.cfg.init_from} is a {name!r} model, found "
+                              f"--model {self.cfg.model}: fine-tuning keeps the checkpoint's model "
+                              "(leave --model out, or train a new model without --init-from)")
         for key in ("num_classes", "height", "width", "channels"):
             arch.pop(key)
         self.charset = charset
