@@ -10,6 +10,9 @@ counted matmuls), GFLOP/s achieved (lines/s x FLOPs) and its fraction of the fp3
 peak (1024 x 1024 x 1024) timed in every round of the same run. The attention preset decodes the
 full ``max_length + 1`` steps (its [EOS] logit is biased away): the worst case, where
 untrained weights would stop after a step or two. Prints the fast/crnn ratio at batch 64.
+
+``--builtins``: each built-in model (``builtin:NAME``) against a CRNN built for its charset and
+input size, batch 64, interleaved rounds.
 """
 
 from __future__ import annotations
@@ -61,8 +64,13 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5, help="timed repeats per preset and batch size")
     ap.add_argument("--presets", nargs="+", default=["crnn", "trbc", "trba", "fast"])
     ap.add_argument("--charset", default="latin")
+    ap.add_argument("--builtins", action="store_true",
+                    help="instead: each built-in model against a CRNN of its charset and input size")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.builtins:
+        builtin_ratios(args.rounds)
+        return
     torch.manual_seed(0)
     num_classes = load_charset(args.charset).num_classes
     load0 = os.getloadavg()[0]
@@ -111,6 +119,30 @@ def main() -> None:
         med = {n: statistics.median(times[(n, 64)]) for n in ("fast", "crnn")}
         print(f"\nfast / crnn at batch 64: {rate[('fast', 64)] / rate[('crnn', 64)]:.1f}x "
               f"(best), {med['crnn'] / med['fast']:.1f}x (median); target >= 3x")
+
+
+def builtin_ratios(rounds: int) -> None:
+    """Lines/s at batch 64 of each built-in (``builtin:NAME``) and of deep-text-recognition-
+    benchmark's CRNN built for the same charset and input size, interleaved, best of ``rounds``."""
+    from ocr import checkpoint
+
+    for name in checkpoint.builtin_names():
+        model, meta = checkpoint.load(f"builtin:{name}", "recognition")
+        p = meta["preprocess"]
+        crnn = RECOGNIZERS.create("crnn", num_classes=meta["arch"]["num_classes"], height=p["height"],
+                                  width=p["width"], channels=p["channels"]).eval()
+        x = torch.rand(64, p["channels"], p["height"], p["width"])
+        best = {"builtin": [], "crnn": []}
+        with torch.inference_mode():
+            for m in (model.eval(), crnn):
+                m(x)
+            for _ in range(rounds):
+                best["builtin"].append(_timed(lambda: model(x)))  # noqa: B023
+                best["crnn"].append(_timed(lambda: crnn(x)))      # noqa: B023
+        mine, theirs = 64 / min(best["builtin"]), 64 / min(best["crnn"])
+        print(f"builtin:{name} ({meta['arch']['name']}, {p['channels']}x{p['height']}x{p['width']}, "
+              f"{meta['arch']['num_classes']} classes): {mine:.0f} lines/s, crnn {theirs:.0f} lines/s "
+              f"= {mine / theirs:.1f}x (target >= 10x)")
 
 
 if __name__ == "__main__":
