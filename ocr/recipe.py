@@ -150,9 +150,16 @@ def _figures(summary: dict) -> dict:
 
 
 def publish_model(best: str, folder: Path, recipe: dict, figures: dict) -> Path:
-    """The checkpoint ``best`` written to ``folder`` with fp16 weights and the recipe's record."""
+    """The checkpoint ``best`` written to ``folder`` with fp16 weights and the recipe's record;
+    the training config's paths are made relative to the recipe's folder (no machine's paths
+    travel with a published model)."""
     model, meta = checkpoint.load(best, "recognition")
     meta = {k: v for k, v in meta.items() if k not in ("format", "versions")}
+    config = dict(meta.get("config") or {})
+    for key in ("data", "val_data", "storage", "init_from"):
+        if config.get(key) and Path(config[key]).is_relative_to(folder.parent):
+            config[key] = str(Path(config[key]).relative_to(folder.parent))
+    meta["config"] = config
     meta["builtin"] = {"name": recipe["name"], "description": recipe["description"],
                        "recipe": Path(recipe["file"]).name, "weights": "float16", "figures": figures}
     shutil.rmtree(folder, ignore_errors=True)

@@ -10,7 +10,7 @@ import pytest
 import torch
 from rapidfuzz.distance import Levenshtein
 
-from ocr import checkpoint
+from ocr import checkpoint, recipe
 from ocr.charset import load_charset
 from ocr.cli import main
 from ocr.config import ConfigError
@@ -55,21 +55,25 @@ def test_bad_recipes_are_refused_before_any_work(tmp_path, capsys):
 
 def test_tiny_recipe_makes_a_model_that_loads_and_reads(ray_local, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)           # a relative --out, as a user types it
+    monkeypatch.setattr(recipe, "PACKAGE_WEIGHTS", tmp_path / "package-weights")  # not the real package
     assert main(["recipe", "digits", "--size", "tiny", "--out", "made", "--set", "synth.count=120",
-                 "--set", "train.max_steps=3"]) == 0
+                 "--set", "train.max_steps=3", "--publish"]) == 0
     said = capsys.readouterr().out
     assert "test split: samples" in said and "recipe digits done" in said
     model = tmp_path / "made" / "model"
     meta = json.loads((model / "model.json").read_text())
     assert meta["charset"]["hash"] == load_charset("numeric").hash
     assert meta["builtin"]["recipe"] == "digits.yaml" and "test split" in meta["builtin"]["figures"]
+    assert (meta["config"]["data"], meta["config"]["storage"]) == ("data", "runs")   # no machine's paths
     weights = torch.load(model / "model.pt", weights_only=True)
     assert all(v.dtype == torch.float16 for v in weights.values() if v.is_floating_point())
     reader = LineReader.load(str(model))
     (text, conf), = reader.read([_png(_render("mix:digits", 0))])
     assert set(text) <= set(load_charset("numeric").symbols) and 0 <= conf <= 1
     summary = json.loads((tmp_path / "made" / "recipe-summary.json").read_text())
-    assert summary["model"] == str(model) and "published" not in summary
+    assert summary["model"] == str(model) and summary["published"].startswith("builtin:digits")
+    published = tmp_path / "package-weights" / "digits"
+    assert (published / "model.pt").read_bytes() == (model / "model.pt").read_bytes()
 
 
 def _render(spec: str, seed: int):
