@@ -103,7 +103,7 @@ def resolve_paths(cls, data: dict, base: str | None = None, check: bool = True) 
                 if kind == "charset":
                     return _resolve_charset(v, base, name, check)
                 if kind == "text":
-                    return _resolve_text_source(v, base, name, check)
+                    return resolve_text_source(v, base, name, check)
                 if kind == "ingest_input":
                     return paths.resolve_input_spec(v, base, name, check)
                 return paths.resolve(v, kind, base, name, check)
@@ -123,9 +123,24 @@ def _resolve_charset(spec: str, base, name, check) -> str:
     return spec
 
 
-def _resolve_text_source(spec: str, base, name, check) -> str:
-    """A synth text source naming a file (``file:PATH``, ``words:PATH:MIN-MAX``), resolved."""
+def _named(value: str) -> bool:
+    """A bundled word list or mix, given by name (``korean``), not a path (``my/words.tsv``)."""
+    return "/" not in value and "." not in value
+
+
+def resolve_text_source(spec: str, base: str | None = None, name: str = "text", check: bool = True) -> str:
+    """A synth text source naming a file (``file:PATH``, ``words:PATH:MIN-MAX``,
+    ``lexicon:PATH[:MIN-MAX]``, ``mix:PATH``) with the file made absolute from ``base``:
+    sources are parsed again inside Ray tasks, which do not run in the working folder."""
     kind, sep, rest = spec.partition(":")
+    if kind == "lexicon" and sep:
+        head, colon, tail = rest.rpartition(":")
+        path, lengths = (head, ":" + tail) if colon and tail.replace("-", "").isdigit() else (rest, "")
+        if path and not _named(path):
+            return f"lexicon:{paths.resolve(path, 'input', base, name, check)}{lengths}"
+        return spec
+    if kind == "mix" and sep and rest and not _named(rest):
+        return "mix:" + paths.resolve(rest, "input", base, name, check)
     if kind == "file" and sep:
         return "file:" + paths.resolve(rest, "input", base, name, check)
     if kind == "words" and sep:

@@ -28,7 +28,7 @@ from pathlib import Path
 import yaml
 
 from ocr import checkpoint, storage
-from ocr.config import ConfigError, absolute_paths, opt, parse_overrides
+from ocr.config import ConfigError, absolute_paths, opt, parse_overrides, resolve_paths
 from ocr.data.config import SynthConfig
 from ocr.data.synth.fonts import find_fonts
 from ocr.data.synth.job import synth
@@ -56,7 +56,7 @@ class RecipeConfig:
     out: str = opt("", "folder for the data, run, report and model (default: recipes/NAME)", path="output")
     minutes: float = opt(0.0, "training budget in minutes, replacing the recipe's (0: the recipe's)")
     text: str = opt("", "text source replacing the recipe's (e.g. mix:my-words.yaml, "
-                    "lexicon:my-words.txt:1-4): a model for your own domain")
+                    "lexicon:my-words.txt:1-4): a model for your own domain", path="text")
     fonts: list[str] = opt(factory=list, path="input", metavar="PATH",
                            help="font files or folders replacing the system's (your own typefaces)")
     set: list[str] = opt(factory=list, metavar="SECTION.KEY=VALUE",
@@ -92,6 +92,10 @@ def load_recipe(name_or_path: str, size: str = "default") -> dict:
               "file": str(path)}
     for section in SECTIONS:
         recipe[section] = {**(data.get(section) or {}), **(sizes.get(size, {}).get(section) or {})}
+    # the recipe file's relative paths (fonts, word lists, mixes) start from its folder
+    base = str(path.resolve().parent)
+    for section, cls in (("synth", SynthConfig), ("heldout", SynthConfig), ("train", TrainConfig)):
+        recipe[section] = resolve_paths(cls, recipe[section], base, check=False)
     return recipe
 
 

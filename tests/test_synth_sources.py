@@ -199,3 +199,22 @@ def test_bad_glyph_banks_are_refused(tmp_path):
     (bank / "ab").mkdir()
     with pytest.raises(ValueError, match=r"2 unusable entries.*flat.png \(no ink"):
         GlyphBank.load(str(bank))
+
+
+def test_mix_and_lexicon_paths_are_resolved_for_ray_tasks(tmp_path, monkeypatch):
+    """Ray tasks parse the text source again, in another folder: every path in it is absolute."""
+    from ocr.data.config import SynthConfig
+
+    (tmp_path / "lists").mkdir()
+    (tmp_path / "lists" / "mine.tsv").write_text("gear\t10\nbolt\t5\n")
+    (tmp_path / "lists" / "shop.yaml").write_text("length: 3-20\nsources:\n  lexicon:mine.tsv:1-2: 1\n")
+    monkeypatch.chdir(tmp_path)
+    cfg = SynthConfig(output="out", text="mix:lists/shop.yaml")
+    assert cfg.text == f"mix:{tmp_path / 'lists' / 'shop.yaml'}"
+    assert SynthConfig(output="out", text="lexicon:lists/mine.tsv:1-3").text == \
+        f"lexicon:{tmp_path / 'lists' / 'mine.tsv'}:1-3"
+    assert SynthConfig(output="out", text="mix:korean").text == "mix:korean"          # bundled names
+    assert SynthConfig(output="out", text="lexicon:english:2").text == "lexicon:english:2"
+    monkeypatch.chdir("/")                            # where a Ray worker may run
+    lines = _samples(cfg.text, 50)                    # the mix's lexicon: from the mix's folder
+    assert {w for line in lines for w in line.split()} <= {"gear", "bolt"}

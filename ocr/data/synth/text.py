@@ -33,11 +33,13 @@ that are no label symbol (:func:`ocr.charset.is_label_symbol`) are never drawn.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import numpy as np
 
 from ocr import storage
 from ocr.charset import BadCharacter, CharsetError, clean_label, is_label_symbol, load_charset
+from ocr.config import ConfigError, resolve_text_source
 from ocr.data.synth.lexicon import LexiconSource
 from ocr.data.synth.mix import MixSource, read_mix
 from ocr.data.synth.templates import TemplateSource
@@ -176,11 +178,17 @@ def _mix(rest: str, spec: str) -> MixSource:
     if not rest:
         raise ValueError(f"text source {spec!r}: expected 'mix:NAME' or 'mix:PATH.yaml', found no name")
     mix = read_mix(rest, spec, _parse_range)
+    # a mix file's own relative paths start from its folder (as a YAML config's do)
+    base = str(Path(rest).parent) if Path(rest).is_absolute() else None
     parts = []
     for source, weight in mix.sources.items():
         if source.startswith("mix:"):
             raise ValueError(f"text source {spec!r}: a mix cannot hold another mix ({source!r})")
-        parts.append((parse_text_source(source), weight))
+        try:
+            resolved = resolve_text_source(source, base, "a source of " + rest) if base else source
+        except ConfigError as e:
+            raise ValueError(f"text source {spec!r}: {e}") from None
+        parts.append((parse_text_source(resolved), weight))
     allowed = None
     if mix.charset:
         try:
