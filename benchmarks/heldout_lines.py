@@ -76,9 +76,12 @@ def render_set(name: str, out: Path, count: int) -> Path:
     source = parse_text_source(TEXT[name])
     rng = np.random.default_rng([SEED, len(name)])
     rows, parts = [], PARTS[name]
+    installed = find_fonts()
+    part_fonts = [[f for f in installed if any(w.lower() in f.name.lower() for w in wanted)]
+                  for _, wanted in parts]
     for i in range(count):
-        style_name, wanted = parts[i * len(parts) // count]
-        fonts = [f for f in find_fonts() if any(w.lower() in f.name.lower() for w in wanted)]
+        part = i * len(parts) // count
+        style_name, fonts = parts[part][0], part_fonts[part]
         for _ in range(200):
             text = source.sample(rng)
             usable = fonts_covering(fonts, text)

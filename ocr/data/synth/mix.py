@@ -15,7 +15,7 @@ a space) while the line stays within ``length``'s maximum, until the line reache
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 
 import numpy as np
@@ -34,8 +34,6 @@ class MixSpec:
     sources: dict[str, float]
     length: tuple[int, int] = (1, 40)
     charset: str | None = None
-    name: str = ""
-    extra: dict = field(default_factory=dict)
 
 
 def read_mix(name_or_path: str, spec: str, parse_range) -> MixSpec:
@@ -65,7 +63,7 @@ def read_mix(name_or_path: str, spec: str, parse_range) -> MixSpec:
     if not sources:
         raise ValueError(f"text source {spec!r}: expected a source with a positive weight, found none")
     length = parse_range(str(data.get("length", "1-40")), spec)
-    return MixSpec(sources, length, data.get("charset"), name_or_path)
+    return MixSpec(sources, length, data.get("charset"))
 
 
 class MixSource(TextSource):
