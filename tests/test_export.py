@@ -9,7 +9,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from ocr.charset import load_charset
+from ocr.charset import Charset, load_charset
 from ocr.data.images import Preprocess
 from ocr.export import assert_parity, check_parity, export_recognizer
 from ocr.models.recognition import RECOGNIZERS
@@ -97,6 +97,18 @@ def test_attention_prefix_matches_early_stop(tmp_path):
     assert np.abs(got[:, :1] - eager.numpy()).max() <= 1e-4
     assert_parity(check_parity(model, tmp_path, images))
     assert model.decode(eager) == [([], pytest.approx(1.0))] * 2
+
+
+def test_a_jamo_head_exports_with_parity(tmp_path):
+    """Hangul scored by jamo: the fixed jamo -> class matrix travels in both exported files."""
+    charset = CHARSET.union(Charset.from_string("가각나한힣", spec="ko"))
+    torch.manual_seed(0)
+    model = RECOGNIZERS.create("tiny_fast", num_classes=charset.num_classes,
+                               jamo="".join(charset.symbols))
+    export_recognizer(model, {"arch": model.arch_config()}, tmp_path, formats=("torchscript", "onnx"))
+    report = check_parity(model, tmp_path, torch.randn(2, 1, 32, 64))
+    assert set(report) == {"torchscript", "onnx"}
+    assert_parity(report, atol=1e-4)
 
 
 def test_unknown_format_raises(tmp_path):

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ocr.charset import ctc_min_steps, load_charset
+from ocr.charset import Charset, ctc_min_steps, load_charset
 from ocr.models.recognition import (
     RECOGNIZERS,
     TPS,
@@ -18,6 +18,7 @@ from ocr.models.recognition import (
     attention_greedy_decode,
     ctc_feasible,
     ctc_greedy_decode,
+    hangul_jamo,
 )
 
 CHARSET = load_charset("digits")
@@ -193,3 +194,63 @@ def test_ctc_greedy_decode_by_hand():
 def test_ctc_feasible():
     assert ctc_feasible(ctc_min_steps("1122"), 6) and not ctc_feasible(ctc_min_steps("1122"), 5)
     assert ctc_feasible([3, 24, 25], 24).tolist() == [True, True, False]
+
+
+# --- Hangul syllables scored by their jamo ---------------------------------------------
+
+JAMO_CHARSET = load_charset("digits").union(Charset.from_string("가각갂나낙한힣 ab", spec="ko"))
+
+
+def _jamo_model(charset=JAMO_CHARSET):
+    torch.manual_seed(0)
+    return RECOGNIZERS.create("tiny_fast", num_classes=charset.num_classes,
+                              jamo="".join(charset.symbols))
+
+
+def test_hangul_jamo_by_hand():
+    assert hangul_jamo("가") == (0, 0, 0) and hangul_jamo("각") == (0, 0, 1)
+    assert hangul_jamo("한") == (18, 0, 4) and hangul_jamo("힣") == (18, 20, 27)
+    assert hangul_jamo("a") is None and hangul_jamo("ㄱ") is None  # a jamo letter is no syllable
+
+
+def test_jamo_head_scores_syllables_by_their_parts():
+    model = _jamo_model().eval()
+    cls = {s: JAMO_CHARSET.encode(s)[0] for s in "가각갂나낙"}
+    with torch.inference_mode():
+        out = model(torch.rand(2, 1, 32, 64))
+    assert out.shape == (2, model.time_steps(64), JAMO_CHARSET.num_classes)
+    assert torch.allclose(out.exp().sum(-1), torch.ones(out.shape[:2]), atol=1e-4)
+    # 가/각 and 나/낙 differ by the same final: their log-ratios are equal frame by frame
+    assert torch.allclose(out[..., cls["각"]] - out[..., cls["가"]],
+                          out[..., cls["낙"]] - out[..., cls["나"]], atol=1e-4)
+    assert not torch.allclose(out[..., cls["갂"]] - out[..., cls["가"]],
+                              out[..., cls["각"]] - out[..., cls["가"]], atol=1e-4)
+    # the head's weights: 19 + 21 + 28 jamo rows and one row per other symbol, not per class
+    assert model.head.jamo.weight.shape[0] == 68
+    assert model.head.kind.weight.shape[0] == 1 + 1 + 10 + 3   # syllable, blank, digits, " ab"
+
+
+def test_jamo_model_learns_round_trips_and_refuses_a_bare_flag():
+    model = _jamo_model().train()
+    labels = ["가각 12", "한힣", "나낙 ab"]
+    enc = [JAMO_CHARSET.encode(s) for s in labels]
+    targets = torch.zeros(3, max(map(len, enc)), dtype=torch.long)
+    for i, e in enumerate(enc):
+        targets[i, : len(e)] = torch.tensor(e)
+    images = torch.randn(3, 1, 32, 64)
+    opt = torch.optim.Adam(model.parameters(), 1e-2)
+    losses = []
+    for _ in range(25):
+        loss = model.loss(model(images), targets)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.7 * losses[0]
+    same = RECOGNIZERS.create(**json.loads(json.dumps(model.arch_config())))
+    same.load_state_dict(model.state_dict())
+    x = torch.rand(1, 1, 32, 64)
+    with torch.inference_mode():
+        assert torch.equal(same.eval()(x), model.eval()(x))
+    with pytest.raises(ValueError, match="jamo takes the charset's symbols"):
+        RECOGNIZERS.create("tiny_fast", num_classes=11, jamo=True)

@@ -164,9 +164,9 @@ def test_bad_configs_are_refused(digits, tmp_path):
         _cfg(digits, tmp_path, optimizer="sgd")
 
 
-def _old_checkpoint(folder, name: str, symbols: str):
+def _old_checkpoint(folder, name: str, symbols: str, **arch):
     charset = Charset.from_string(symbols, spec="old")
-    model = RECOGNIZERS.create(name, num_classes=charset.num_classes)
+    model = RECOGNIZERS.create(name, num_classes=charset.num_classes, **arch)
     meta = {"task": "recognition", "arch": model.arch_config(), "charset": charset.to_json(),
             "preprocess": {"height": 32, "width": 100, "keep_ratio": True, "pad": "replicate",
                            "channels": 1, "mean": 0.5, "std": 0.5}}
@@ -192,6 +192,24 @@ def test_fine_tuning_refuses_or_extends_another_charset(digits, tmp_path, preset
         assert torch.equal(w_new[:5], w_old[:5]) and torch.equal(w_new[-1], w_old[-1])  # [EOS] moved
     backbone = next(k for k in old.state_dict() if k.startswith("features"))
     assert torch.equal(new.state_dict()[backbone], old.state_dict()[backbone])
+
+
+def test_jamo_takes_the_charset_and_follows_its_extension(digits, tmp_path):
+    task = RecognitionTask(_cfg(digits, tmp_path, model_set=["jamo=true"]))
+    assert task.arch["jamo"] == "0123456789"
+    old = _old_checkpoint(tmp_path / "old", "tiny_fast", "01가23", jamo="01가23")
+    task = RecognitionTask(_cfg(digits, tmp_path, init_from=str(tmp_path / "old"), extend_charset=True,
+                                model=""))
+    assert task.arch["jamo"] == "01가23456789"          # the extended charset's, in class order
+    new = task.build_model()
+    w_old, w_new = old.state_dict()["head.kind.weight"], new.state_dict()["head.kind.weight"]
+    assert w_old.shape[0] == 1 + 5 and w_new.shape[0] == 1 + 11   # syllable, blank, other symbols
+    assert torch.equal(w_new[:6], w_old)
+    assert torch.equal(new.state_dict()["head.jamo.weight"], old.state_dict()["head.jamo.weight"])
+    x = torch.rand(1, 1, 32, 100)
+    with torch.no_grad():   # 가 (class 3) is still scored by the same weights
+        assert torch.allclose(new.eval()(x)[..., 3] - new(x)[..., 0], old.eval()(x)[..., 3] - old(x)[..., 0],
+                              atol=1e-4)
 
 
 def test_same_charset_fine_tunes_without_extension(digits, tmp_path):

@@ -76,6 +76,8 @@ class RecognitionTask(TaskBase):
 
     def _arch(self, name: str, overrides: dict) -> dict:
         p = self.preprocess
+        if overrides.get("jamo") is True:            # --model-set jamo=true: this charset's symbols
+            overrides = {**overrides, "jamo": "".join(self.charset.symbols)}
         try:
             model = RECOGNIZERS.create(name, num_classes=self.charset.num_classes, height=p.height,
                                       width=p.width, channels=p.channels, **overrides)
@@ -107,6 +109,8 @@ class RecognitionTask(TaskBase):
                               "(leave --model out, or train a new model without --init-from)")
         for key in ("num_classes", "height", "width", "channels"):
             arch.pop(key)
+        if arch.get("jamo"):
+            arch["jamo"] = True                      # refilled with the (extended) charset's symbols
         self.charset = charset
         return charset, self._arch(name, arch)
 

@@ -2,7 +2,7 @@
 
 from .backbones import FastFeatures, ResNetFeatures, VGGFeatures
 from .ctc import ctc_feasible, ctc_greedy_decode
-from .heads import AttentionHead, CTCHead, attention_gold, attention_greedy_decode
+from .heads import AttentionHead, CTCHead, JamoCTCHead, attention_gold, attention_greedy_decode, hangul_jamo
 from .model import Recognizer
 from .registry import RECOGNIZERS
 from .sequence import BiLSTM, NoSequence
@@ -10,6 +10,7 @@ from .transformation import TPS, Identity
 
 __all__ = [
     "TPS", "Identity", "VGGFeatures", "ResNetFeatures", "FastFeatures", "BiLSTM", "NoSequence",
-    "CTCHead", "AttentionHead", "attention_gold", "attention_greedy_decode", "Recognizer",
+    "CTCHead", "JamoCTCHead", "hangul_jamo", "AttentionHead", "attention_gold",
+    "attention_greedy_decode", "Recognizer",
     "RECOGNIZERS", "ctc_greedy_decode", "ctc_feasible",
 ]

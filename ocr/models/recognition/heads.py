@@ -39,6 +39,65 @@ class CTCHead(nn.Module):
         return self.fc(x).log_softmax(-1)
 
 
+HANGUL_FIRST, HANGUL_COUNT = 0xAC00, 11172     # U+AC00..U+D7A3: 19 initials x 21 medials x 28 finals
+JAMO = (19, 21, 28)
+
+
+def hangul_jamo(symbol: str) -> tuple[int, int, int] | None:
+    """(initial, medial, final) indices of a precomposed Hangul syllable (final 0: none), else None."""
+    code = ord(symbol) - HANGUL_FIRST
+    if not 0 <= code < HANGUL_COUNT:
+        return None
+    return code // (21 * 28), code // 28 % 21, code % 28
+
+
+class JamoCTCHead(nn.Module):
+    """A CTC head that scores Hangul syllables by their jamo: (B, T, D) -> (B, T, num_classes).
+
+    Every syllable is an initial, a medial and a final jamo (19 x 21 x 28), drawn left, right
+    or below within its square. Instead of one weight row per syllable (2,350 for KS X 1001),
+    a frame's score for syllable (l, v, t) is log p(syllable) + log p(l) + log p(v) + log p(t):
+    ``kind`` is a softmax over "a syllable", the blank and each other symbol; three small
+    softmaxes pick its jamo. So a rare syllable learns from every syllable sharing its parts,
+    and the head costs ~70 + (other symbols) columns instead of ``num_classes``. The output is
+    renormalised over the charset's classes, so it is what ``CTCHead`` returns: decoding, the
+    loss and export see no difference.
+
+    ``symbols`` are the charset's, in class order (symbol ``i`` is class ``i + 1``); classes
+    past ``len(symbols)`` are other symbols. An extended charset (symbols appended) keeps every
+    old weight in place: new other symbols add rows at the end of ``kind``; new syllables
+    need no new weights at all.
+    """
+
+    prediction = "ctc"
+
+    def __init__(self, in_channels: int, num_classes: int, symbols: str):
+        super().__init__()
+        if len(symbols) > num_classes - 1:
+            raise ValueError(f"jamo: {len(symbols)} symbols for {num_classes} classes: expected at "
+                             f"most num_classes - 1 = {num_classes - 1}")
+        self.num_classes = num_classes
+        jamo = {i + 1: hangul_jamo(s) for i, s in enumerate(symbols)}
+        syllables = [c for c in range(num_classes) if jamo.get(c)]
+        others = [c for c in range(num_classes) if not jamo.get(c)]   # the blank first
+        self.kind = nn.Linear(in_channels, 1 + len(others))            # "a syllable", then others
+        self.jamo = nn.Linear(in_channels, sum(JAMO))
+        parts = torch.tensor([jamo[c] for c in syllables], dtype=torch.long).reshape(-1, 3)
+        rows = torch.cat([torch.zeros(len(syllables), 1, dtype=torch.long),
+                          parts + torch.tensor([0, JAMO[0], JAMO[0] + JAMO[1]]) + 1 + len(others)], 1)
+        compose = torch.zeros(1 + len(others) + sum(JAMO), num_classes)    # scores -> classes
+        compose[torch.arange(1, 1 + len(others)), torch.tensor(others)] = 1.0
+        compose[rows.T, torch.tensor(syllables, dtype=torch.long)] = 1.0
+        self.register_buffer("compose", compose, persistent=False)
+
+    def forward(self, x: Tensor, targets: Tensor | None = None) -> Tensor:
+        a, b = JAMO[0], JAMO[0] + JAMO[1]
+        j = self.jamo(x)
+        parts = [self.kind(x).log_softmax(-1), j[..., :a].log_softmax(-1),
+                 j[..., a:b].log_softmax(-1), j[..., b:].log_softmax(-1)]
+        return (torch.cat(parts, -1) @ self.compose.to(x.dtype)).log_softmax(-1)
+
+
 def attention_gold(targets: Tensor, eos: int) -> Tensor:
     """(B, S) padded labels -> (B, S+1) gold outputs: each label, then [EOS], then 0 (ignored)."""
     lengths = (targets != 0).sum(1, keepdim=True)
