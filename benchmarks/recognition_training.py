@@ -32,12 +32,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from common import CACHE, HELD_OUT_FONTS, TRAIN_FONTS, TRAIN_SET_TAG  # noqa: E402
+from ray.data import DataContext  # noqa: E402
 
-from ocr.data.config import SynthConfig
+from ocr.data.config import SynthConfig  # noqa: E402
 from ocr.data.synth.job import synth  # noqa: E402
 from ocr.eval.config import EvalConfig  # noqa: E402
 from ocr.eval.recognition import evaluate  # noqa: E402
-from ocr.runtime import ensure_ray  # noqa: E402
+from ocr.runtime import IdleStepPause, ensure_ray  # noqa: E402
+from ocr.train import run as train_run  # noqa: E402
 from ocr.train.config import TrainConfig  # noqa: E402
 from ocr.train.run import train  # noqa: E402
 
@@ -79,14 +81,41 @@ def time_to_accuracy(preset: str, train_set: Path, held_out: Path, minutes: floa
             "run_dir": summary["run_dir"]}
 
 
-def throughput(train_set: Path, held_out: Path, workers: int, steps: int, runs: Path) -> float:
-    cfg = TrainConfig(data=str(train_set), val_data=str(held_out), model="fast", num_workers=workers,
-                      batch_size=64, max_steps=steps, val_every=steps, log_every=10, warmup_steps=50,
-                      storage=str(runs), name=f"throughput-{workers}w-{time.strftime('%H%M%S')}")
+def throughput(train_set: Path, held_out: Path | None, workers: int, steps: int, runs: Path,
+               width: int = 100) -> float:
+    cfg = TrainConfig(data=str(train_set), val_data=str(held_out or ""), model="fast",
+                      num_workers=workers, width=width, batch_size=64, max_steps=steps,
+                      val_every=steps, log_every=10, warmup_steps=50, storage=str(runs),
+                      name=f"throughput-{workers}w-{time.strftime('%H%M%S')}")
     summary = train(cfg)
     rates = [float(r["samples_per_s"]) for r in _rows(summary["run_dir"])
              if r["samples_per_s"] and int(r["step"]) > 20]
     return statistics.median(rates)
+
+
+def _without_idle_pause():
+    """``ocr train`` as it was before ``IdleStepPause``: Ray Data's loop spins when idle."""
+    original = train_run.configure_data
+
+    def configure(progress=None):
+        original(progress)
+        DataContext.get_current().custom_execution_callback_classes.remove(IdleStepPause)
+
+    train_run.configure_data = configure
+    return lambda: setattr(train_run, "configure_data", original)
+
+
+def idle_pause_ab(data: Path, steps: int, width: int, runs: Path, rounds: int = 2) -> dict:
+    """2-worker samples/s with and without the scheduling-loop pause, alternated (ABAB)."""
+    rates: dict[str, list[float]] = {"with pause": [], "without": []}
+    for _ in range(rounds):
+        rates["with pause"].append(throughput(data, None, 2, steps, runs, width))
+        restore = _without_idle_pause()
+        try:
+            rates["without"].append(throughput(data, None, 2, steps, runs, width))
+        finally:
+            restore()
+    return rates
 
 
 def main() -> None:
@@ -96,12 +125,25 @@ def main() -> None:
     ap.add_argument("--train-count", type=int, default=40_000)
     ap.add_argument("--steps", type=int, default=120, help="steps of each throughput run")
     ap.add_argument("--throughput-only", action="store_true")
+    ap.add_argument("--idle-pause-ab", action="store_true",
+                    help="only 2-worker samples/s with and without Ray Data's idle pause, alternated")
+    ap.add_argument("--data", default="", help="with --idle-pause-ab: a shard folder to train on "
+                    "(default: the digit set), e.g. a recipe's OUT/data with --width 512")
     ap.add_argument("--skip-throughput", action="store_true")
     ap.add_argument("--width", type=int, default=100, help="input width (8 digits are ~160 px at 32)")
     ap.add_argument("--augment", type=float, default=0.3)
     ap.add_argument("--ema", type=float, default=TrainConfig.ema, help="weight-average decay (0: off)")
     args = ap.parse_args()
     ensure_ray(num_cpus=2, dashboard=True)
+    if args.idle_pause_ab:
+        data = Path(args.data) if args.data else render(
+            f"digits-train-{TRAIN_SET_TAG}-{args.train_count}", args.train_count, TRAIN_FONTS,
+            "train=1", seed=1)
+        rates = idle_pause_ab(data, args.steps, args.width, CACHE / "runs")
+        for name, values in rates.items():
+            print(f"2 workers, width {args.width}, {name}: samples/s "
+                  f"{', '.join(f'{v:.0f}' for v in values)} (median {statistics.median(values):.0f})")
+        return
     train_set = render(f"digits-train-{TRAIN_SET_TAG}-{args.train_count}", args.train_count, TRAIN_FONTS,
                        "train=1", seed=1)
     held_out = render("digits-held-out-fonts", 2000, HELD_OUT_FONTS, "val=0.5,test=0.5", seed=2)

@@ -7,6 +7,7 @@ import logging
 import os
 import socket
 import sys
+import time
 
 import ray
 from ray._common.utils import get_ray_address_file
@@ -15,6 +16,7 @@ from ray._private.authentication import authentication_token_setup as auth
 from ray._private.utils import read_ray_address
 from ray._raylet import AuthenticationTokenLoader, InnerGcsClient
 from ray.data import DataContext
+from ray.data._internal.execution.execution_callback import ExecutionCallback
 from ray.exceptions import AuthenticationError, RpcError
 
 from ocr.config import ConfigError
@@ -206,15 +208,37 @@ def _stop_autoscaler_monitor() -> None:
             info.process.wait(timeout=5)
 
 
+class IdleStepPause(ExecutionCallback):
+    """Pauses Ray Data's scheduling loop for ``pause_s`` in steps where no task runs.
+
+    The loop blocks in ``ray.wait`` (0.1 s) while tasks run, but when none does (a training
+    run consuming a split that is already read, or reads held back by backpressure) it
+    spins: Ray 2.60's SplitCoordinator then burns half a core for the whole run, a quarter
+    of a 2-CPU machine that the training workers need. A 20 ms pause delays the next read
+    by at most that, against blocks that take seconds to consume (benchmarks/README.md).
+    """
+
+    pause_s = 0.02
+
+    def on_execution_step(self, executor) -> None:
+        topology = getattr(executor, "_topology", None) or {}
+        if not any(op.num_active_tasks() for op in topology):
+            time.sleep(self.pause_s)
+
+
 def configure_data(progress: bool | None = None) -> None:
-    """Ray Data settings for our pipelines (called on the driver before a pipeline runs).
+    """Ray Data settings for our pipelines (called on the driver before a pipeline runs;
+    datasets carry them to the processes that execute them).
 
     Operator resource reservation is off: our pipelines are one fused operator, and the
-    reservation would otherwise hold back half of a 2-CPU machine.
+    reservation would otherwise hold back half of a 2-CPU machine. :class:`IdleStepPause`
+    keeps the scheduling loop from spinning.
     """
     _quiet_data_console()
     ctx = DataContext.get_current()
     ctx.op_resource_reservation_enabled = False
+    if IdleStepPause not in ctx.custom_execution_callback_classes:
+        ctx.custom_execution_callback_classes.append(IdleStepPause)
     show = sys.stderr.isatty() if progress is None else progress
     ctx.enable_progress_bars = show
     ctx.print_on_execution_start = False

@@ -60,3 +60,33 @@ def _proc(pid: int) -> psutil.Process | None:
         return psutil.Process(pid)
     except psutil.NoSuchProcess:
         return None
+
+
+def test_ray_data_scheduling_pauses_only_when_no_task_runs(monkeypatch):
+    """Ray Data's loop spins when no task runs; the pause applies then and only then."""
+    from ray.data import DataContext
+
+    from ocr import runtime
+
+    class Op:
+        def __init__(self, running: int):
+            self.running = running
+
+        def num_active_tasks(self) -> int:
+            return self.running
+
+    class Executor:
+        _topology: dict = {}
+
+    slept: list[float] = []
+    monkeypatch.setattr(runtime.time, "sleep", slept.append)
+    pause, executor = runtime.IdleStepPause(), Executor()
+    executor._topology = {Op(0): None, Op(0): None}
+    pause.on_execution_step(executor)
+    assert slept == [runtime.IdleStepPause.pause_s]
+    executor._topology = {Op(0): None, Op(3): None}
+    pause.on_execution_step(executor)
+    assert slept == [runtime.IdleStepPause.pause_s]
+    runtime.configure_data(progress=False)
+    runtime.configure_data(progress=False)
+    assert DataContext.get_current().custom_execution_callback_classes.count(runtime.IdleStepPause) == 1
