@@ -1,5 +1,8 @@
 """`ocr synth` as a Ray Data job: reproducible shards of lines and pages."""
 
+from types import SimpleNamespace
+
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
@@ -8,8 +11,8 @@ from ocr.cli import main
 from ocr.config import ConfigError
 from ocr.data import shards
 from ocr.data.config import SynthConfig
-from ocr.data.synth.fonts import coverage, find_fonts
-from ocr.data.synth.job import synth
+from ocr.data.synth.fonts import FontInfo, coverage, find_fonts
+from ocr.data.synth.job import Renderer, synth
 
 
 def _files(root):
@@ -69,6 +72,23 @@ def test_bad_synth_config_is_refused(capsys, tmp_path):
     assert "kind: expected one of line, page, found 'poster'" in capsys.readouterr().err
     assert main(["synth", "--output", str(tmp_path / "x"), "--style-set", "wobble=3"]) == 2
     assert "unknown LineStyle keys ['wobble']" in capsys.readouterr().err
+    for bad in ("DSEG", "=3", "DSEG=0", "DSEG=lots"):
+        assert main(["synth", "--output", str(tmp_path / "x"), "--font-weight", bad]) == 2
+        assert f"font_weight {bad!r}: expected TEXT=W" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
+def test_font_weight_draws_the_named_fonts_more_often(tmp_path):
+    fonts = [FontInfo("a.ttf", name="DSEG7 Classic"), FontInfo("b.ttf", name="DejaVu Sans"),
+             FontInfo("c.ttf", name="Go Mono")]
+    counts = {}
+    for weights in ([], ["dseg=8"]):
+        renderer = SimpleNamespace(cfg=SynthConfig(output=str(tmp_path / "o"), font_weight=weights))
+        rng = np.random.default_rng(0)
+        picks = [Renderer._font(renderer, fonts, rng).name for _ in range(1000)]
+        counts[bool(weights)] = picks.count("DSEG7 Classic")
+    assert 250 < counts[False] < 420          # a third
+    assert 720 < counts[True] < 880           # 8 / 10
 
 
 def test_glyph_bank_lines_and_realistic_mixes_as_shards(ray_local, tmp_path, capsys):

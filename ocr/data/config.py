@@ -64,6 +64,7 @@ class IngestConfig:
         if self.max_label_length < 0 or self.ctc_width < 0:
             raise ConfigError("max_label_length and ctc_width: expected >= 0 (0 disables)")
         parse_split_ratios(self.splits)
+        self.font_weights()
 
     def validate_paths(self):
         if not self.inputs:
@@ -116,6 +117,10 @@ class SynthConfig:
     font_exclude: list[str] = opt(factory=list, metavar="TEXT",
                                   help="drop fonts whose name contains one of these, ignoring case "
                                        "(hold fonts out for evaluation)")
+    font_weight: list[str] = opt(factory=list, metavar="TEXT=W",
+                                 help="draw lines in fonts whose name contains TEXT (ignoring case) W "
+                                      "times as often as in the others, e.g. DSEG=6 for more "
+                                      "seven-segment lines")
     glyphs: str = opt("", "folder of real crops per symbol (DIR/<symbol>/*.png, U+XXXX for symbols a "
                       "folder name cannot hold): lines are composed from them instead of drawn with a "
                       "font, for styles no font has", path="input")
@@ -141,6 +146,21 @@ class SynthConfig:
     overwrite: bool = opt(False, "replace an existing output folder instead of refusing to")
     num_cpus: int | None = opt(None, "CPUs of the local Ray started for this command (default: all; "
                                "ignored when joining a running Ray)")
+
+    def font_weights(self) -> list[tuple[str, float]]:
+        """``font_weight`` as (lower-cased name part, weight) pairs; refused unless TEXT=W, W > 0."""
+        pairs = []
+        for item in self.font_weight:
+            text, _, weight = item.rpartition("=")
+            try:
+                value = float(weight)
+            except ValueError:
+                value = -1.0
+            if not text.strip() or not value > 0:
+                raise ConfigError(f"font_weight {item!r}: expected TEXT=W with part of a font's name "
+                                  "and a weight above 0, such as DSEG=6")
+            pairs.append((text.strip().lower(), value))
+        return pairs
 
     def __post_init__(self):
         absolute_paths(self)

@@ -205,10 +205,21 @@ class Renderer:
             else:
                 raise ConfigError(f"no selected font covers texts of {cfg.text!r} (e.g. {text!r})")
 
-            font = usable[int(rng.integers(len(usable)))]
-            img = render_line(text, font, cfg.height, self._style(rng), rng)
+            img = render_line(text, self._font(usable, rng), cfg.height, self._style(rng), rng)
             return _encode(img, cfg.image_format), Entry(key="", label=text)
+        return self._page(source, rng)
 
+    def _font(self, usable: list, rng):
+        """One of the fonts that draw the text, uniformly or as ``--font-weight`` says."""
+        weights = self.cfg.font_weights()
+        if not weights:
+            return usable[int(rng.integers(len(usable)))]
+        p = np.array([np.prod([w for part, w in weights if part in f.name.lower()] or [1.0])
+                      for f in usable])
+        return usable[int(rng.choice(len(usable), p=p / p.sum()))]
+
+    def _page(self, source, rng):
+        cfg = self.cfg
         lo, hi = _range(cfg.lines_per_page)
         lines = [source.sample(rng) for _ in range(int(rng.integers(lo, hi + 1)))]
         angle = float(rng.uniform(-cfg.max_angle, cfg.max_angle)) if cfg.max_angle else 0.0
