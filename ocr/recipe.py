@@ -34,6 +34,7 @@ from ocr.data.synth.fonts import find_fonts
 from ocr.data.synth.job import synth
 from ocr.eval.config import EvalConfig
 from ocr.eval.recognition import evaluate
+from ocr.runtime import ensure_ray
 from ocr.train.config import TrainConfig
 from ocr.train.run import train
 
@@ -182,15 +183,19 @@ def run_recipe(cfg: RecipeConfig) -> dict:
         raise ConfigError("out: expected a local folder (the model is published from it)")
     started = time.perf_counter()
     heldout = _heldout_section(recipe)
-    print(f"recipe {name} ({cfg.size}): {out}", flush=True)
-    _synth_once(recipe["synth"], str(out / "data"), cfg.num_cpus)
-    if heldout:
-        _synth_once(heldout, str(out / "heldout"), cfg.num_cpus)
-    try:
+    try:   # refused before any work starts
         train_cfg = TrainConfig(task="recognition", data=str(out / "data"), storage=str(out / "runs"),
                                 name=name, num_cpus=cfg.num_cpus, **recipe["train"])
     except TypeError as e:
         raise ConfigError(f"recipe train section: {e}") from None
+    print(f"recipe {name} ({cfg.size}): {out}", flush=True)
+    # The Ray the synth starts also trains: with the dashboard, whose State API Ray Train's
+    # placement-group cleaner polls (without it: a warning a second, and a run killed when
+    # another local Ray's dashboard answers on the default port for an actor it never had).
+    ensure_ray(cfg.num_cpus, dashboard=True)
+    _synth_once(recipe["synth"], str(out / "data"), cfg.num_cpus)
+    if heldout:
+        _synth_once(heldout, str(out / "heldout"), cfg.num_cpus)
     summary = train(train_cfg)
     if not summary.get("best"):
         raise ConfigError(f"recipe {name}: training left no checkpoint ({summary.get('diverged')})")

@@ -53,6 +53,27 @@ def test_bad_recipes_are_refused_before_any_work(tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
+def test_a_recipe_starts_ray_with_the_state_api_after_checking_its_train_section(tmp_path, monkeypatch):
+    started = []
+
+    class Started(Exception):
+        pass
+
+    def ensure_ray(num_cpus=None, dashboard=False):
+        started.append(dashboard)
+        raise Started
+
+    monkeypatch.setattr(recipe, "ensure_ray", ensure_ray)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("synth: {count: 3}\ntrain: {epochz: 3}\n")
+    with pytest.raises(ConfigError, match="recipe train section.*epochz"):
+        run_recipe(RecipeConfig(recipe=str(bad), out=str(tmp_path / "o")))
+    assert started == [] and not (tmp_path / "o").exists()
+    with pytest.raises(Started):   # Ray Train's placement-group cleaner polls the State API
+        run_recipe(RecipeConfig(recipe="digits", size="tiny", out=str(tmp_path / "o")))
+    assert started == [True]
+
+
 def test_tiny_recipe_makes_a_model_that_loads_and_reads(ray_local, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)           # a relative --out, as a user types it
     monkeypatch.setattr(recipe, "PACKAGE_WEIGHTS", tmp_path / "package-weights")  # not the real package
