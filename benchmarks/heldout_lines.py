@@ -19,6 +19,7 @@ Before rendering, :func:`check_exclusion` resolves every bundled recipe's font s
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -66,6 +67,14 @@ def check_exclusion() -> None:
     print(f"held-out faces ({len(held)}) are in no recipe's fonts ({', '.join(recipe_names())}): checked")
 
 
+def _as_of_12_07(preset: dict) -> LineStyle:
+    """The preset as the sets were first rendered (12-07): no dot-matrix screens yet, so the
+    published figures stay comparable (a dot-matrix part comes with the next digits model)."""
+    style = LineStyle(**preset)
+    return dataclasses.replace(style, degradation=dataclasses.replace(style.degradation,
+                                                                      dot_matrix_p=0.0))
+
+
 def render_set(name: str, out: Path, count: int) -> Path:
     """Render one set (kept when its gt.txt already has ``count`` lines)."""
     root = out / name
@@ -89,7 +98,7 @@ def render_set(name: str, out: Path, count: int) -> Path:
                 break
         font = usable[int(rng.integers(len(usable)))]
         styles = STYLE_MIXES.get(style_name, (style_name,))
-        style = LineStyle(**STYLE_PRESETS[styles[int(rng.integers(len(styles)))]])
+        style = _as_of_12_07(STYLE_PRESETS[styles[int(rng.integers(len(styles)))]])
         img = render_line(text, font, 32, style, rng)
         img.save(root / "images" / f"{i:04d}.png")
         rows.append(f"images/{i:04d}.png\t{text}")

@@ -137,7 +137,7 @@ def _line(mode: str = "L") -> Image.Image:
     return img
 
 
-@pytest.mark.parametrize("effect", ["lighting", "perspective", "noise", "rescale", "jpeg"])
+@pytest.mark.parametrize("effect", ["dot_matrix", "lighting", "perspective", "noise", "rescale", "jpeg"])
 @pytest.mark.parametrize("mode", ["L", "RGB"])
 def test_each_degradation_changes_pixels_and_keeps_size_and_mode(effect, mode):
     img = _line(mode)
@@ -145,6 +145,19 @@ def test_each_degradation_changes_pixels_and_keeps_size_and_mode(effect, mode):
     assert out.size == img.size and out.mode == img.mode
     assert np.abs(np.asarray(out, np.float32) - np.asarray(img, np.float32)).mean() > 0.2
     assert degrade(img, Degradation(), np.random.default_rng(0)) is img
+
+
+def test_dot_matrix_lights_dots_where_the_ink_is_and_only_there():
+    img = Image.new("L", (96, 32), 20)                       # a dark panel
+    ImageDraw.Draw(img).rectangle((10, 6, 40, 26), fill=230)  # one bright block of "ink"
+    out = np.asarray(degrade(img, Degradation(dot_matrix_p=1.0, dot_matrix=(0.125, 0.125)),
+                             np.random.default_rng(0)))
+    assert out[:, 50:].max() < 60                              # no ink: dark, faint dots at most
+    block = out[6:27, 10:41]
+    assert block.max() > 200 and (block < 60).mean() > 0.2     # lit dots with gaps between them
+    blank = Image.new("L", (96, 32), 200)
+    assert np.array_equal(np.asarray(degrade(blank, Degradation(dot_matrix_p=1.0),
+                                             np.random.default_rng(0))), np.asarray(blank))
 
 
 def test_scan_photo_screen_and_real_presets_render(tmp_path):

@@ -121,10 +121,10 @@ STYLE_PRESETS = {
               "min_contrast": 50, "margins": ((0, 4), (0, 8), (0, 4), (0, 8)),
               "degradation": Degradation(lighting_p=0.7, perspective_p=0.6, noise_p=0.5,
                                          rescale_p=0.4, jpeg_p=0.7)},
-    # a screen or screenshot: flat colours, no skew, pixels scaled up, JPEG
+    # a screen or screenshot: flat colours, no skew, pixels scaled up, JPEG; a panel of dots
     "screen": {"random_skew": 0.0, "random_blur": 0.3, "background": "plain", "min_contrast": 70,
                "margins": ((0, 3), (0, 6), (0, 3), (0, 6)),
-               "degradation": Degradation(noise_p=0.2, noise=(1.0, 4.0), rescale_p=0.6,
+               "degradation": Degradation(dot_matrix_p=0.2, noise_p=0.2, noise=(1.0, 4.0), rescale_p=0.6,
                                           rescale=(0.5, 0.95), pixelate=0.5, jpeg_p=0.5)},
 }
 # presets drawn per line: ``--style real`` is a mix of what people photograph, scan and see

@@ -1,7 +1,8 @@
 """What scanners, cameras and screens do to a rendered line, applied after composition.
 
 :class:`Degradation` holds the chance and strength of each effect; :func:`degrade` applies
-them in the order they happen in the world: the page is lit unevenly and seen at an angle
+them in the order they happen in the world: a dot-matrix panel shows the text as dots
+(LED boards, receipt printers, old displays), the page is lit unevenly and seen at an angle
 (perspective), the sensor adds noise, the image is stored small and shown large (downscale
 then upscale), and saved as JPEG. Every draw comes from the ``rng`` passed in.
 """
@@ -27,8 +28,14 @@ class Degradation:
     noise: Gaussian sensor noise, sigma in grey levels;
     rescale: the line is shrunk to this fraction of its size, then brought back
         (``nearest`` upscaling, as screens and screenshots do, with ``pixelate``'s chance);
-    jpeg: JPEG quality.
+    jpeg: JPEG quality;
+    dot_matrix: the text becomes round dots on a square grid of this pitch, as a fraction
+        of the line height (a cell is lit where the glyphs cover enough of it; unlit cells
+        show as faint dots, as on LED panels).
     """
+
+    dot_matrix_p: float = 0.0
+    dot_matrix: Range = (0.09, 0.16)
 
     lighting_p: float = 0.0
     lighting: Range = (0.1, 0.45)
@@ -44,7 +51,8 @@ class Degradation:
 
     @property
     def active(self) -> bool:
-        return any((self.lighting_p, self.perspective_p, self.noise_p, self.rescale_p, self.jpeg_p))
+        return any((self.dot_matrix_p, self.lighting_p, self.perspective_p, self.noise_p,
+                    self.rescale_p, self.jpeg_p))
 
 
 def _fill(img: Image.Image):
@@ -66,6 +74,34 @@ def _lighting(img: Image.Image, amount: float, rng) -> Image.Image:
     gain = 1.0 - amount * ramp
     a = a * (gain[..., None] if a.ndim == 3 else gain)
     return Image.fromarray(np.clip(a + 0.5, 0, 255).astype(np.uint8), img.mode)
+
+
+def _dot_matrix(img: Image.Image, pitch: float, rng) -> Image.Image:
+    """The line as dots: cells of ``pitch`` px lit where the ink covers a third of them."""
+    a = np.asarray(img, dtype=np.float32)
+    grey = a.mean(axis=2) if a.ndim == 3 else a
+    ground = float(np.median(np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])))
+    contrast = np.abs(grey - ground)
+    if contrast.max() < 8:                      # nothing drawn: nothing to light
+        return img
+    ink = contrast > 0.5 * contrast.max()
+    h, w = ink.shape
+    step = max(2, int(round(pitch)))
+    rows, cols = -(-h // step), -(-w // step)
+    padded = np.zeros((rows * step, cols * step), bool)
+    padded[:h, :w] = ink
+    lit = padded.reshape(rows, step, cols, step).mean(axis=(1, 3)) > rng.uniform(0.25, 0.4)
+    ys, xs = np.mgrid[0:step, 0:step].astype(np.float32) + 0.5 - step / 2
+    dot = np.hypot(ys, xs) <= step * rng.uniform(0.32, 0.45)            # one round dot
+    shown = np.kron(lit, dot)[:h, :w]
+    unlit = np.kron(~lit, dot)[:h, :w]
+    ink_colour = np.array(a[ink].mean(axis=0), dtype=np.float32)
+    ground_colour = np.median(a[~ink], axis=0).astype(np.float32) if (~ink).any() else ink_colour * 0
+    glow = float(rng.uniform(0.0, 0.15))
+    out = np.broadcast_to(ground_colour, a.shape).copy()
+    out[unlit] = ground_colour + glow * (ink_colour - ground_colour)
+    out[shown] = ink_colour
+    return Image.fromarray(np.clip(out + 0.5, 0, 255).astype(np.uint8), img.mode)
 
 
 def _perspective_coeffs(src: list, dst: list) -> list:
@@ -110,6 +146,8 @@ def degrade(img: Image.Image, d: Degradation, rng: np.random.Generator) -> Image
     """``img`` (``L`` or ``RGB``, size kept) with each effect of ``d`` at its chance."""
     if not d.active:
         return img
+    if d.dot_matrix_p and rng.random() < d.dot_matrix_p:   # no draw when off: older styles render as before
+        img = _dot_matrix(img, rng.uniform(*d.dot_matrix) * img.size[1], rng)
     if rng.random() < d.lighting_p:
         img = _lighting(img, rng.uniform(*d.lighting), rng)
     if rng.random() < d.perspective_p:
