@@ -73,8 +73,8 @@ def load_set(gt: Path) -> tuple[list[Path], list[str]]:
     return paths, labels
 
 
-def run_builtin(name: str, paths: list[Path]) -> tuple[list[str], float]:
-    reader = LineReader.load(f"builtin:{name}")
+def run_builtin(checkpoint: str, paths: list[Path]) -> tuple[list[str], float]:
+    reader = LineReader.load(checkpoint)
     data = [p.read_bytes() for p in paths]
     reader.read(data[:8])  # warm-up
     started = time.perf_counter()
@@ -118,6 +118,8 @@ def main() -> None:
     parser.add_argument("--out", default="/tmp/ocr-bench/heldout", help="folder of the held-out sets")
     parser.add_argument("--sets", nargs="+", default=list(TEXT), choices=list(TEXT), help="sets to run")
     parser.add_argument("--threads", type=int, default=2, help="torch threads for the built-ins")
+    parser.add_argument("--model", nargs="+", default=[], metavar="SET=CHECKPOINT",
+                        help="also read SET with a checkpoint not shipped yet (a recipe's OUT/model)")
     args = parser.parse_args()
     if args.setup:
         setup()
@@ -127,7 +129,10 @@ def main() -> None:
     print(f"{'set':8} {'engine':18} {'CER':>8} {'line acc':>9} {'lines/s':>9}")
     for name in args.sets:
         paths, truth = load_set(render_set(name, Path(args.out), args.count))
-        runs = [(f"builtin:{b}", run_builtin, (b, paths)) for b in BUILTINS[name] if b in shipped]
+        runs = [(f"builtin:{b}", run_builtin, (f"builtin:{b}", paths))
+                for b in BUILTINS[name] if b in shipped]
+        runs += [(Path(ckpt).parent.name or ckpt, run_builtin, (ckpt, paths))
+                 for set_name, _, ckpt in (m.partition("=") for m in args.model) if set_name == name]
         whitelist = DIGIT_SYMBOLS if name == "digits" else None
         runs.append((f"tesseract -l {TESSERACT_LANG[name]}", run_tesseract,
                      (TESSERACT_LANG[name], paths, whitelist)))

@@ -59,7 +59,7 @@ class JamoCTCHead(nn.Module):
     a frame's score for syllable (l, v, t) is log p(syllable) + log p(l) + log p(v) + log p(t):
     ``kind`` is a softmax over "a syllable", the blank and each other symbol; three small
     softmaxes pick its jamo. So a rare syllable learns from every syllable sharing its parts,
-    and the head costs ~70 + (other symbols) columns instead of ``num_classes``. The output is
+    and the head learns 68 + (other symbols) rows instead of ``num_classes``. The output is
     renormalised over the charset's classes, so it is what ``CTCHead`` returns: decoding, the
     loss and export see no difference.
 
