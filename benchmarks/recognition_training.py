@@ -105,14 +105,15 @@ def _without_idle_pause():
     return lambda: setattr(train_run, "configure_data", original)
 
 
-def idle_pause_ab(data: Path, steps: int, width: int, runs: Path, rounds: int = 2) -> dict:
+def idle_pause_ab(data: Path, val: Path | None, steps: int, width: int, runs: Path,
+                  rounds: int = 2) -> dict:
     """2-worker samples/s with and without the scheduling-loop pause, alternated (ABAB)."""
     rates: dict[str, list[float]] = {"with pause": [], "without": []}
     for _ in range(rounds):
-        rates["with pause"].append(throughput(data, None, 2, steps, runs, width))
+        rates["with pause"].append(throughput(data, val, 2, steps, runs, width))
         restore = _without_idle_pause()
         try:
-            rates["without"].append(throughput(data, None, 2, steps, runs, width))
+            rates["without"].append(throughput(data, val, 2, steps, runs, width))
         finally:
             restore()
     return rates
@@ -136,10 +137,12 @@ def main() -> None:
     args = ap.parse_args()
     ensure_ray(num_cpus=2, dashboard=True)
     if args.idle_pause_ab:
-        data = Path(args.data) if args.data else render(
-            f"digits-train-{TRAIN_SET_TAG}-{args.train_count}", args.train_count, TRAIN_FONTS,
-            "train=1", seed=1)
-        rates = idle_pause_ab(data, args.steps, args.width, CACHE / "runs")
+        data, val = Path(args.data) if args.data else None, None
+        if data is None:
+            data = render(f"digits-train-{TRAIN_SET_TAG}-{args.train_count}", args.train_count,
+                          TRAIN_FONTS, "train=1", seed=1)
+            val = render("digits-held-out-fonts", 2000, HELD_OUT_FONTS, "val=0.5,test=0.5", seed=2)
+        rates = idle_pause_ab(data, val, args.steps, args.width, CACHE / "runs")
         for name, values in rates.items():
             print(f"2 workers, width {args.width}, {name}: samples/s "
                   f"{', '.join(f'{v:.0f}' for v in values)} (median {statistics.median(values):.0f})")
