@@ -209,21 +209,29 @@ def _stop_autoscaler_monitor() -> None:
 
 
 class IdleStepPause(ExecutionCallback):
-    """Pauses Ray Data's scheduling loop for ``pause_s`` in steps where no task runs.
+    """Pauses Ray Data's scheduling loop for ``pause_s`` after a step that took under
+    ``spin_s``: a step that waited for nothing.
 
-    The loop blocks in ``ray.wait`` (0.1 s) while tasks run, but when none does (a training
-    run consuming a split that is already read, or reads held back by backpressure) it
-    spins: Ray 2.60's SplitCoordinator then burns half a core for the whole run, a quarter
-    of a 2-CPU machine that the training workers need. A 20 ms pause delays the next read
-    by at most that, against blocks that take seconds to consume (benchmarks/README.md).
+    The loop blocks in ``ray.wait`` (up to 0.1 s) for its tasks' outputs, but outputs that
+    backpressure keeps it from reading are "ready" at once, and with no task running it
+    waits for nothing: during a training run that streams a large split, Ray 2.60's
+    SplitCoordinator spins so for the whole run, half a core of a 2-CPU machine that the
+    training workers need. A pause of 20 ms delays the next read by at most that, against
+    blocks that take seconds to consume (benchmarks/README.md).
     """
 
     pause_s = 0.02
+    spin_s = 0.005
+
+    def __init__(self):
+        self._last = time.perf_counter()
 
     def on_execution_step(self, executor) -> None:
-        topology = getattr(executor, "_topology", None) or {}
-        if not any(op.num_active_tasks() for op in topology):
+        now = time.perf_counter()
+        if now - self._last < self.spin_s:
             time.sleep(self.pause_s)
+            now = time.perf_counter()
+        self._last = now
 
 
 def configure_data(progress: bool | None = None) -> None:

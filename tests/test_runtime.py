@@ -62,31 +62,35 @@ def _proc(pid: int) -> psutil.Process | None:
         return None
 
 
-def test_ray_data_scheduling_pauses_only_when_no_task_runs(monkeypatch):
-    """Ray Data's loop spins when no task runs; the pause applies then and only then."""
+def test_ray_data_scheduling_pauses_after_steps_that_waited_for_nothing(monkeypatch):
+    """Ray Data's loop spins when nothing can progress; fast steps are followed by a pause."""
     from ray.data import DataContext
 
     from ocr import runtime
 
-    class Op:
-        def __init__(self, running: int):
-            self.running = running
+    clock, slept = [100.0], []
 
-        def num_active_tasks(self) -> int:
-            return self.running
+    class FakeTime:
+        @staticmethod
+        def perf_counter():
+            return clock[0]
 
-    class Executor:
-        _topology: dict = {}
+        @staticmethod
+        def sleep(seconds):
+            slept.append(seconds)
+            clock[0] += seconds
 
-    slept: list[float] = []
-    monkeypatch.setattr(runtime.time, "sleep", slept.append)
-    pause, executor = runtime.IdleStepPause(), Executor()
-    executor._topology = {Op(0): None, Op(0): None}
-    pause.on_execution_step(executor)
+    monkeypatch.setattr(runtime, "time", FakeTime)
+    pause = runtime.IdleStepPause()
+    clock[0] += 0.1                      # a step that blocked in ray.wait: no pause
+    pause.on_execution_step(None)
+    assert slept == []
+    clock[0] += 0.0002                   # a step that waited for nothing: paused
+    pause.on_execution_step(None)
     assert slept == [runtime.IdleStepPause.pause_s]
-    executor._topology = {Op(0): None, Op(3): None}
-    pause.on_execution_step(executor)
-    assert slept == [runtime.IdleStepPause.pause_s]
+    clock[0] += 0.0002                   # the pause does not count as the next step's time
+    pause.on_execution_step(None)
+    assert len(slept) == 2
     runtime.configure_data(progress=False)
     runtime.configure_data(progress=False)
     assert DataContext.get_current().custom_execution_callback_classes.count(runtime.IdleStepPause) == 1
