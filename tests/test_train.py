@@ -212,6 +212,31 @@ def test_jamo_takes_the_charset_and_follows_its_extension(digits, tmp_path):
                               atol=1e-4)
 
 
+def test_korean_charsets_score_syllables_by_jamo_by_default(digits, tmp_path):
+    import shutil
+
+    korean = tmp_path / "korean"
+    shutil.copytree(digits, korean)
+    manifest = json.loads((korean / "manifest.json").read_text())
+    syllables = "".join(chr(0xAC00 + 28 * i) for i in range(120))   # 가, 개, 갸, ...
+    manifest["charset"] = Charset.from_string("0123456789" + syllables, spec="ko").to_json()
+    (korean / "manifest.json").write_text(json.dumps(manifest))
+    task = RecognitionTask(_cfg(korean, tmp_path))
+    assert task.arch["jamo"] == "0123456789" + syllables
+    assert type(task.build_model().head).__name__ == "JamoCTCHead"
+    assert RecognitionTask(_cfg(korean, tmp_path, model_set=["jamo=false"])).arch["jamo"] is False
+    assert "jamo" not in RecognitionTask(_cfg(korean, tmp_path, model="tiny_trba")).arch
+    assert RecognitionTask(_cfg(digits, tmp_path)).arch["jamo"] == ""        # few syllables: one row each
+    # fine-tuning keeps the checkpoint's head, even one saved before the option existed
+    old = _old_checkpoint(tmp_path / "old", "tiny_crnn", "0123456789")
+    meta = checkpoint.read_meta(str(tmp_path / "old"))
+    meta["arch"].pop("jamo")
+    checkpoint.save(tmp_path / "old", old, meta)
+    task = RecognitionTask(_cfg(korean, tmp_path, init_from=str(tmp_path / "old"), extend_charset=True,
+                                model=""))
+    assert task.arch["jamo"] is False and "head.fc.weight" in task.build_model().state_dict()
+
+
 def test_same_charset_fine_tunes_without_extension(digits, tmp_path):
     _old_checkpoint(tmp_path / "old", "tiny_crnn", "0123456789")
     task = RecognitionTask(_cfg(digits, tmp_path, init_from=str(tmp_path / "old")))

@@ -11,7 +11,7 @@ from ocr.data.images import Preprocess
 from ocr.data.loader import RecognitionCollate, numpy_collate
 from ocr.data.shards import ids_to_ints
 from ocr.eval.metrics import TextMetrics
-from ocr.models.recognition import RECOGNIZERS
+from ocr.models.recognition import RECOGNIZERS, hangul_jamo
 from ocr.train.augment import augment_batch
 from ocr.train.config import TrainConfig
 from ocr.train.data import load_manifests, split_rows, val_batches
@@ -36,6 +36,9 @@ class TrainCollate(RecognitionCollate):
         out = {k: torch.from_numpy(v) for k, v in self.arrays(batch).items()}
         out["ids"] = torch.from_numpy(ids)
         return out
+
+
+JAMO_FROM = 100   # Hangul syllables in a charset from which heads score them by jamo by default
 
 
 def _repeats(targets: torch.Tensor) -> torch.Tensor:
@@ -74,11 +77,21 @@ class RecognitionTask(TaskBase):
             raise ConfigError(f"val_data {self.cfg.val_data} has symbols the model cannot read: "
                               f"{''.join(extra[:40])!r}")
 
+    def _jamo(self, name: str, overrides: dict) -> dict:
+        """``jamo`` filled in with this charset's symbols: when asked (``--model-set jamo=true``),
+        or by default for a charset of ``JAMO_FROM`` Hangul syllables or more (Korean text) and
+        a preset that has the option. ``--model-set jamo=false`` keeps one row per class."""
+        jamo = overrides.get("jamo")
+        if jamo is None and "jamo" in RECOGNIZERS.defaults(name):
+            jamo = sum(hangul_jamo(s) is not None for s in self.charset.symbols) >= JAMO_FROM
+        if jamo is True:
+            return {**overrides, "jamo": "".join(self.charset.symbols)}
+        return overrides
+
     def _arch(self, name: str, overrides: dict) -> dict:
         p = self.preprocess
-        if overrides.get("jamo") is True:            # --model-set jamo=true: this charset's symbols
-            overrides = {**overrides, "jamo": "".join(self.charset.symbols)}
         try:
+            overrides = self._jamo(name, overrides)
             model = RECOGNIZERS.create(name, num_classes=self.charset.num_classes, height=p.height,
                                       width=p.width, channels=p.channels, **overrides)
         except (TypeError, ValueError) as e:
@@ -109,8 +122,8 @@ class RecognitionTask(TaskBase):
                               "(leave --model out, or train a new model without --init-from)")
         for key in ("num_classes", "height", "width", "channels"):
             arch.pop(key)
-        if arch.get("jamo"):
-            arch["jamo"] = True                      # refilled with the (extended) charset's symbols
+        if "jamo" in RECOGNIZERS.defaults(name):     # the checkpoint's head, never the default's;
+            arch["jamo"] = bool(arch.get("jamo"))    # jamo refilled with the (extended) charset
         self.charset = charset
         return charset, self._arch(name, arch)
 
