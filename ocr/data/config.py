@@ -64,7 +64,6 @@ class IngestConfig:
         if self.max_label_length < 0 or self.ctc_width < 0:
             raise ConfigError("max_label_length and ctc_width: expected >= 0 (0 disables)")
         parse_split_ratios(self.splits)
-        self.font_weights()
 
     def validate_paths(self):
         if not self.inputs:
@@ -177,3 +176,4 @@ class SynthConfig:
         if self.count < 1 or self.height < 8 or self.shard_size < 1:
             raise ConfigError("count and shard_size must be >= 1 and height >= 8")
         parse_split_ratios(self.splits)
+        self.font_weights()
