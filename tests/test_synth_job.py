@@ -12,7 +12,7 @@ from ocr.config import ConfigError
 from ocr.data import shards
 from ocr.data.config import SynthConfig
 from ocr.data.synth.fonts import FontInfo, coverage, find_fonts
-from ocr.data.synth.job import Renderer, synth
+from ocr.data.synth.job import Renderer, font_weights, synth
 
 
 def _files(root):
@@ -83,7 +83,8 @@ def test_font_weight_draws_the_named_fonts_more_often(tmp_path):
              FontInfo("c.ttf", name="Go Mono")]
     counts = {}
     for weights in ([], ["dseg=8"]):
-        renderer = SimpleNamespace(cfg=SynthConfig(output=str(tmp_path / "o"), font_weight=weights))
+        cfg = SynthConfig(output=str(tmp_path / "o"), font_weight=weights)
+        renderer = SimpleNamespace(weights=font_weights(cfg, fonts))
         rng = np.random.default_rng(0)
         picks = [Renderer._font(renderer, fonts, rng).name for _ in range(1000)]
         counts[bool(weights)] = picks.count("DSEG7 Classic")

@@ -96,7 +96,8 @@ def _dot_matrix(img: Image.Image, pitch: float, rng) -> Image.Image:
     shown = np.kron(lit, dot)[:h, :w]
     unlit = np.kron(~lit, dot)[:h, :w]
     ink_colour = np.array(a[ink].mean(axis=0), dtype=np.float32)
-    ground_colour = np.median(a[~ink], axis=0).astype(np.float32) if (~ink).any() else ink_colour * 0
+    ground_colour = (np.median(a[~ink], axis=0).astype(np.float32) if (~ink).any()
+                     else np.zeros_like(ink_colour))
     glow = float(rng.uniform(0.0, 0.15))
     out = np.broadcast_to(ground_colour, a.shape).copy()
     out[unlit] = ground_colour + glow * (ink_colour - ground_colour)

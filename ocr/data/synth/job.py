@@ -142,6 +142,15 @@ def load_bank(cfg: SynthConfig, source) -> GlyphBank:
     return bank
 
 
+def font_weights(cfg: SynthConfig, fonts) -> dict | None:
+    """Each font's weight, the product of the ``--font-weight`` factors its name matches."""
+    factors = cfg.font_weights()
+    if not factors:
+        return None
+    return {f: float(np.prod([w for part, w in factors if part in f.name.lower()] or [1.0]))
+            for f in fonts}
+
+
 def line_styles(cfg: SynthConfig) -> tuple[LineStyle, ...]:
     """The preset's LineStyle (or a mix's, one drawn per line) with ``style_set`` overrides
     (values parsed as YAML: 4, [1, 3], {jpeg_p: 0.5})."""
@@ -178,6 +187,7 @@ class Renderer:
     validator: Validator
     ratios: dict
     bank: GlyphBank | None = None
+    weights: dict | None = None   # font -> --font-weight product (None: uniform)
 
     def _style(self, rng):
         """The line's style: the preset's, or one of a mix's (drawn only for a mix)."""
@@ -211,11 +221,9 @@ class Renderer:
 
     def _font(self, usable: list, rng):
         """One of the fonts that draw the text, uniformly or as ``--font-weight`` says."""
-        weights = self.cfg.font_weights()
-        if not weights:
+        if not self.weights:
             return usable[int(rng.integers(len(usable)))]
-        p = np.array([np.prod([w for part, w in weights if part in f.name.lower()] or [1.0])
-                      for f in usable])
+        p = np.array([self.weights[f] for f in usable])
         return usable[int(rng.choice(len(usable), p=p / p.sum()))]
 
     def _page(self, source, rng):
@@ -260,7 +268,8 @@ def synth(cfg: SynthConfig, progress: bool | None = None) -> dict:
     validator = Validator(task=task, charset=charset, height=cfg.height, ctc_width=0)
     bank = load_bank(cfg, source) if cfg.glyphs else None
     fonts = () if bank is not None and cfg.glyph_share >= 1 else tuple(select_fonts(cfg, source))
-    renderer = Renderer(cfg, fonts, line_styles(cfg), validator, parse_split_ratios(cfg.splits), bank)
+    renderer = Renderer(cfg, fonts, line_styles(cfg), validator, parse_split_ratios(cfg.splits), bank,
+                        font_weights(cfg, fonts))
     check_output(cfg.output, cfg.overwrite, s3)
     started = time.perf_counter()
     bounds = range(0, cfg.count, cfg.shard_size)
