@@ -141,8 +141,8 @@ def _heldout_section(recipe: dict) -> dict | None:
     section = {**recipe["synth"], **recipe["heldout"]}
     section.pop("font_exclude", None)
     section["splits"] = "test=1"
-    wanted = [s.lower() for s in section.get("font_include", [])]
-    if not any(any(w in f.name.lower() for w in wanted) for f in find_fonts(section.get("fonts") or None)):
+    wanted = section.get("font_include", [])
+    if not any(f.matches(*wanted) for f in find_fonts(section.get("fonts") or None)):
         print(f"held-out fonts {section.get('font_include')} are not installed: no held-out figures "
               "(the benchmarks' set-up installs them)", flush=True)
         return None

@@ -92,6 +92,17 @@ def test_font_weight_draws_the_named_fonts_more_often(tmp_path):
     assert 720 < counts[True] < 880           # 8 / 10
 
 
+def test_font_names_match_ignoring_case_spaces_and_hyphens():
+    """Fonts are named as their files ("UnBatang") or as their name tables ("Un Batang"): both
+    spellings select, exclude and weight the same faces (a held-out list once matched none)."""
+    un, dseg = FontInfo("u.ttf", name="Un Batang Bold"), FontInfo("d.ttf", name="DSEG7 Classic-Italic")
+    assert un.matches("UnBatang") and un.matches("un-batang") and un.matches("UN_BATANG BOLD")
+    assert dseg.matches("DSEG7Classic") and dseg.matches("Classic Italic")
+    assert not un.matches("UnDotum", "Baekmuk") and not dseg.matches("DSEG14")
+    cfg = SynthConfig(output="/tmp/unused", font_weight=["dseg7 classic=3", "Italic=2"])
+    assert font_weights(cfg, [un, dseg]) == {un: 1.0, dseg: 6.0}
+
+
 def test_glyph_bank_lines_and_realistic_mixes_as_shards(ray_local, tmp_path, capsys):
     from test_synth_sources import make_bank
 

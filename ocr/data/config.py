@@ -112,12 +112,14 @@ class SynthConfig:
                            help="font files or folders to draw with (default: the system's fonts)")
     font_include: list[str] = opt(factory=list, metavar="TEXT",
                                   help="keep only fonts whose name (such as DejaVu Sans Bold; `fc-list : "
-                                       "fullname` lists them) contains one of these, ignoring case")
+                                       "fullname` lists them) contains one of these, ignoring case, spaces "
+                                       "and hyphens (UnBatang matches Un Batang)")
     font_exclude: list[str] = opt(factory=list, metavar="TEXT",
-                                  help="drop fonts whose name contains one of these, ignoring case "
-                                       "(hold fonts out for evaluation)")
+                                  help="drop fonts whose name contains one of these, matched as "
+                                       "--font-include (hold fonts out for evaluation)")
     font_weight: list[str] = opt(factory=list, metavar="TEXT=W",
-                                 help="draw lines in fonts whose name contains TEXT (ignoring case) W "
+                                 help="draw lines in fonts whose name contains TEXT (matched as "
+                                      "--font-include) W "
                                       "times as often as in the others, e.g. DSEG=6 for more "
                                       "seven-segment lines")
     glyphs: str = opt("", "folder of real crops per symbol (DIR/<symbol>/*.png, U+XXXX for symbols a "

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from pathlib import Path
@@ -34,6 +35,17 @@ class FontInfo:
     path: str
     index: int = 0
     name: str = ""
+
+    def matches(self, *parts: str) -> bool:
+        """Whether the name holds one of ``parts``, ignoring case, spaces, hyphens and
+        underscores: "UnBatang", "Un Batang" and "un-batang" all match 'Un Batang Bold'."""
+        name = squash(self.name)
+        return any(squash(part) in name for part in parts)
+
+
+def squash(name: str) -> str:
+    """``name`` lower-cased without spaces, hyphens and underscores (how font names are matched)."""
+    return re.sub(r"[\s_-]+", "", name.lower())
 
 
 def _face_names(path: str) -> list[str]:

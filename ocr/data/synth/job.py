@@ -65,9 +65,9 @@ def select_fonts(cfg: SynthConfig, source=None):
         raise ConfigError(f"no fonts to draw with: expected font files in {where}, found {got}: {todo}")
     fonts = found
     if cfg.font_include:
-        fonts = [f for f in fonts if any(s.lower() in f.name.lower() for s in cfg.font_include)]
+        fonts = [f for f in fonts if f.matches(*cfg.font_include)]
     if cfg.font_exclude:
-        fonts = [f for f in fonts if not any(s.lower() in f.name.lower() for s in cfg.font_exclude)]
+        fonts = [f for f in fonts if not f.matches(*cfg.font_exclude)]
     if not fonts:
         raise ConfigError(_no_font_left(cfg, found, where))
     _check_coverage(cfg, fonts, where, source)
@@ -81,7 +81,7 @@ def _no_font_left(cfg: SynthConfig, found: list, where: str) -> str:
     examples = ", ".join(repr(names[i * len(names) // 6]) for i in range(min(6, len(names))))
     in_files = [s for s in cfg.font_include
                 if any(s.lower() in Path(f.path).name.lower() for f in found)
-                and not any(s.lower() in f.name.lower() for f in found)]
+                and not any(f.matches(s) for f in found)]
     hint = (f" ({', '.join(map(repr, in_files))} is part of a file name, but fonts are matched by "
             "their name, such as 'DejaVu Sans Bold' for DejaVuSans-Bold.ttf)" if in_files else "")
     among = f"{len(found)} font{'s' * (len(found) != 1)} in {where}{hint}"
@@ -147,7 +147,7 @@ def font_weights(cfg: SynthConfig, fonts) -> dict | None:
     factors = cfg.font_weights()
     if not factors:
         return None
-    return {f: float(np.prod([w for part, w in factors if part in f.name.lower()] or [1.0]))
+    return {f: float(np.prod([w for part, w in factors if f.matches(part)] or [1.0]))
             for f in fonts}
 
 
