@@ -27,6 +27,7 @@ from ocr.data.formats import (
     detect_layout,
     get_reader,
     lmdb_reader,
+    locate,
 )
 from ocr.storage import S3Settings
 
@@ -398,6 +399,36 @@ def test_registry_and_detect_layout(tmp_path):
         detect_layout(str(tmp_path / "missing.txt"))
 
 
+def test_locate_reads_a_folder_through_its_annotation_file(tmp_path):
+    """An export's folder (gt.txt or labels.txt beside images/) is read through that file, as
+    users pass it; an explicit file layout on a folder without one is refused, naming what is
+    there, instead of failing on reading a folder."""
+    png(tmp_path / "dtrb" / "images" / "0001.png")
+    write(tmp_path / "dtrb" / "gt.txt", "images/0001.png\t12 34\n")
+    write(tmp_path / "made1" / "labels.txt", "a.png b\n")
+    png(tmp_path / "made1" / "a.png")
+    write(tmp_path / "named" / "train_gt.tsv", "a.png\tb\n")
+    write(tmp_path / "both" / "gt.txt", "")
+    write(tmp_path / "both" / "labels.txt", "")
+    png(tmp_path / "trdg" / "1_0.png")
+    dtrb = str(tmp_path / "dtrb")
+    assert locate(dtrb) == (str(tmp_path / "dtrb" / "gt.txt"), "gt")
+    assert locate(dtrb, "gt") == (str(tmp_path / "dtrb" / "gt.txt"), "gt")
+    assert locate(str(tmp_path / "made1")) == (str(tmp_path / "made1" / "labels.txt"), "labels")
+    assert locate(str(tmp_path / "named"), "gt") == (str(tmp_path / "named" / "train_gt.tsv"), "gt")
+    assert locate(str(tmp_path / "named")) == (str(tmp_path / "named"), "filename")
+    assert locate(str(tmp_path / "trdg")) == (str(tmp_path / "trdg"), "filename")
+    assert locate(str(tmp_path / "trdg"), "filename") == (str(tmp_path / "trdg"), "filename")
+    with pytest.raises(ValueError, match="2 annotation files .*gt.txt, labels.txt.*pass the one"):
+        locate(str(tmp_path / "both"))
+    with pytest.raises(ValueError, match=r"layout 'labels' reads a file \(labels.txt\).*found gt.txt"):
+        locate(dtrb, "labels")
+    with pytest.raises(ValueError, match=r"found 1_0.png\): pass the annotation file"):
+        locate(str(tmp_path / "trdg"), "gt")
+    reader = GtReader(*locate(dtrb)[:1])
+    assert [(e.key, e.label) for e in reader.entries()] == [("images/0001.png", "12 34")]
+
+
 # --------------------------------------------------------------------------- s3
 
 
@@ -429,6 +460,7 @@ def test_readers_on_s3(s3, tmp_path, monkeypatch):
     assert entries[1].error == "path escapes the dataset root: ../../x.png"
     assert gt.load(entries[0]) == image
     assert detect_layout("s3://data/set/gt.txt", s3) == "gt"
+    assert locate("s3://data/set", "auto", s3) == ("s3://data/set/gt.txt", "gt")
     assert detect_layout("s3://data/set/imgs", s3) == "filename"
     names = FilenameReader("s3://data/set/imgs", s3=s3).entries()
     assert [(e.key, e.label, e.path) for e in names] == [

@@ -32,7 +32,7 @@ from ocr.charset import BadCharacter, Charset, clean_label, load_charset
 from ocr.config import ConfigError, to_dict
 from ocr.data import shards
 from ocr.data.config import IngestConfig, parse_split_ratios
-from ocr.data.formats import detect_layout, get_reader
+from ocr.data.formats import get_reader, locate
 from ocr.data.formats.base import Reader, ReaderOptions
 from ocr.data.stats import BlockStats, merge_stats
 from ocr.data.validate import Reject, Validator, index_reason, sample_id, split_of
@@ -64,7 +64,7 @@ def parse_input(spec: str) -> tuple[str | None, str]:
 
 
 def make_reader(uri: str, cfg: IngestConfig, s3: storage.S3Settings) -> Reader:
-    layout = detect_layout(uri) if cfg.layout == "auto" else cfg.layout
+    uri, layout = locate(uri, cfg.layout, s3)
     options = ReaderOptions(separator=cfg.separator, filename_style=cfg.filename_style,
                             image_root=cfg.image_root, labelme_text=cfg.labelme_text)
     return get_reader(layout)(uri, options=options, s3=s3, name=cfg.source)

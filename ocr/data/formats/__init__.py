@@ -26,7 +26,11 @@ READERS: dict[str, type[Reader]] = {
 
 __all__ = ["READERS", "AihubReader", "Box", "CocoReader", "Entry", "FilenameReader", "GtReader",
            "LabelmeReader", "LabelsReader", "LmdbReader", "Reader", "ReaderOptions",
-           "detect_layout", "get_reader"]
+           "detect_layout", "get_reader", "locate"]
+
+# annotation files a folder may hold at its top, read in place of the folder (deep-text-
+# recognition-benchmark's and ICDAR's gt.txt, the Korean exports' labels.txt)
+ANNOTATION_FILES = {"gt.txt": "gt", "gt.tsv": "gt", "labels.txt": "labels"}
 
 
 def get_reader(layout: str) -> type[Reader]:
@@ -53,6 +57,40 @@ def _json_layout(uri: str, s3: S3Settings | None) -> str:
                          "and their JSON files (layout 'labelme')")
     raise ValueError(f"{uri}: cannot detect the layout: expected COCO (images, annotations, "
                      f"categories) or AI Hub (images, annotations) keys, found {sorted(keys)}")
+
+
+def _annotation_file(uri: str, layout: str, s3: S3Settings | None) -> str | None:
+    """The one annotation file of ``layout`` ("auto": any) at the top of folder ``uri``."""
+    top = storage.list_files(uri, s3, recursive=False)
+    named = [f for f in top if ANNOTATION_FILES.get(f.lower()) in ((layout,) if layout != "auto"
+                                                                    else ("gt", "labels"))]
+    if not named and layout == "gt":  # any one .txt/.tsv: the gt layout has no fixed name
+        named = [f for f in top if f.lower().endswith((".txt", ".tsv"))]
+    if len(named) > 1:
+        raise ValueError(f"{uri}: a folder with {len(named)} annotation files ({', '.join(named)}): "
+                         "pass the one to read instead of the folder")
+    return storage.join(uri, named[0]) if named else None
+
+
+def locate(uri: str, layout: str = "auto", s3: S3Settings | None = None) -> tuple[str, str]:
+    """(what to read, its layout) for input ``uri`` and ``layout`` ("auto": detected).
+
+    A folder holding an annotation file at its top (``gt.txt``, ``gt.tsv``, ``labels.txt``;
+    with layout "gt", any one ``.txt``/``.tsv``) is read through that file, so passing the
+    folder of an export works as passing its annotation file. Raises ValueError when a folder
+    has no file of an explicit file layout, naming what it found.
+    """
+    if layout in ("auto", "gt", "labels") and storage.is_dir(uri, s3):
+        found = _annotation_file(uri, layout, s3)
+        if found:
+            return found, ANNOTATION_FILES.get(storage.basename(found).lower(), "gt")
+        if layout != "auto":
+            top = storage.list_files(uri, s3, recursive=False)
+            raise ValueError(f"{uri}: layout {layout!r} reads a file "
+                             f"({'a .txt or .tsv' if layout == 'gt' else 'labels.txt'}), but this is "
+                             f"a folder without one at its top (found {', '.join(top[:5]) or 'no file'}"
+                             f"{' ...' if len(top) > 5 else ''}): pass the annotation file")
+    return uri, detect_layout(uri, s3) if layout == "auto" else layout
 
 
 def detect_layout(uri: str, s3: S3Settings | None = None) -> str:
