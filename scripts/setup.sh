@@ -5,11 +5,13 @@ cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 PY=${PYTHON:-python3}
 
-# Fonts the synthesiser draws with: Hangul and CJK (Nanum, Noto CJK), and Latin families of
-# different designs (sans, serif, mono, rounded, hand-like), so models see many glyph shapes.
-FONT_PACKAGES="fonts-nanum fonts-dejavu-core fonts-noto-cjk fonts-liberation2 fonts-lato fonts-open-sans
-  fonts-roboto-unhinted fonts-hack fonts-jetbrains-mono fonts-linuxlibertine fonts-go fonts-comic-neue
-  fonts-cantarell fonts-crosextra-caladea fonts-dseg fontconfig"
+# Fonts the synthesiser draws with: Hangul and CJK of many designs (Nanum with its pen, brush and
+# eco faces, Noto CJK, Alee, Lexi, D2Coding, the Un extras), and Latin families of different
+# designs (sans, serif, mono, rounded, hand-like), so models see many glyph shapes.
+FONT_PACKAGES="fonts-nanum fonts-nanum-extra fonts-nanum-eco fonts-dejavu-core fonts-noto-cjk fonts-alee
+  fonts-lexi-gulim fonts-lexi-saebom fonts-naver-d2coding fonts-unfonts-extra fonts-liberation2
+  fonts-lato fonts-open-sans fonts-roboto-unhinted fonts-hack fonts-jetbrains-mono fonts-linuxlibertine
+  fonts-go fonts-comic-neue fonts-cantarell fonts-crosextra-caladea fonts-dseg fontconfig"
 if command -v dpkg-query >/dev/null; then
   missing=$(for p in $FONT_PACKAGES; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || echo "$p"; done)
