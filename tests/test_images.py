@@ -82,3 +82,45 @@ def test_preprocess_bucket_and_rgb():
     assert Preprocess.from_json(spec.to_json()) == spec
     with pytest.raises(ValueError, match="channels"):
         Preprocess(channels=2)
+
+
+def _line(pad: tuple[int, int, int, int] = (0, 0, 0, 0), ink: int = 30, paper: int = 225) -> Image.Image:
+    """A 20 x 56 px pattern of bars (strokes of 'ink' on 'paper') with (top, left, bottom, right) padding."""
+    core = np.full((20, 60), paper, np.uint8)
+    core[:, ::6] = ink
+    core[:, 1::6] = ink
+    top, left, bottom, right = pad
+    return Image.fromarray(np.pad(core, ((top, bottom), (left, right)), constant_values=paper))
+
+
+def test_trim_cuts_loose_margins_to_the_ink():
+    """A line cut loosely (padding of 1-2x its height, the way hand-cut crops and detector boxes
+    come) reaches the model as the tight line it was trained on."""
+    from ocr.data.images import ink_mask, trim_to_ink
+
+    tight = trim_to_ink(_line(), 0.1)
+    for pad in ((20, 30, 40, 10), (3, 2, 2, 50)):
+        loose = trim_to_ink(_line(pad), 0.1)
+        assert loose.size == (56 + 4, 20 + 4)                     # ink 56 x 20, 2 px margin (10%)
+        assert trim_to_ink(loose, 0.1).size == loose.size         # idempotent
+    assert tight.size == (56 + 2, 20)                             # the margin stays inside the image
+    inverted = Image.eval(_line((10, 10, 10, 10)), lambda v: 255 - v)   # light text on a dark screen
+    assert trim_to_ink(inverted, 0.1).size == (60, 24)
+    blank = Image.new("L", (80, 40), 200)
+    assert trim_to_ink(blank, 0.1) is blank and ink_mask(np.asarray(blank)) is None
+    faint = _line((10, 10, 10, 10), ink=210, paper=225)          # 15 grey levels: not ink
+    assert trim_to_ink(faint, 0.1).size == faint.size
+    spec, off = Preprocess(height=32, width=200, trim=0.1), Preprocess(height=32, width=200)
+    np.testing.assert_array_equal(spec([_line((40, 40, 40, 40))]), spec([_line((2, 2, 2, 2))]))
+    assert off.resize(_line((40, 40, 40, 40))).shape[1] < spec.resize(_line((40, 40, 40, 40))).shape[1]
+    rgb = Preprocess(height=32, width=200, channels=3, trim=0.1)
+    assert rgb.prepare(_line((9, 9, 9, 9)).convert("RGB")).size == (60, 24)
+
+
+def test_trim_is_off_for_checkpoints_from_before_it_and_checked():
+    old = {"height": 32, "width": 100, "keep_ratio": True, "pad": "replicate", "channels": 1,
+           "mean": 0.5, "std": 0.5}
+    assert Preprocess.from_json(old).trim == 0.0
+    assert Preprocess.from_json({**old, "trim": 0.1}).to_json()["trim"] == 0.1
+    with pytest.raises(ValueError, match="trim must be in"):
+        Preprocess(trim=2.0)

@@ -162,6 +162,9 @@ def test_bad_configs_are_refused(digits, tmp_path):
         RecognitionTask(_cfg(digits, tmp_path, model="nope"))
     with pytest.raises(ConfigError, match="expected one of"):
         _cfg(digits, tmp_path, optimizer="sgd")
+    with pytest.raises(ConfigError, match=r"trim: expected a fraction .* found 1.5"):
+        _cfg(digits, tmp_path, trim=1.5)
+    assert RecognitionTask(_cfg(digits, tmp_path, trim=0.2)).preprocess.trim == 0.2
 
 
 def _old_checkpoint(folder, name: str, symbols: str, **arch):

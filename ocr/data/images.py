@@ -166,6 +166,43 @@ def validate(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, in
     return size
 
 
+MIN_INK_CONTRAST = 24     # grey levels between ink and background, below which nothing is ink
+
+
+def ink_mask(grey: np.ndarray) -> np.ndarray | None:
+    """Boolean ink of a uint8 (H, W) image: the side of an Otsu threshold away from the image's
+    median (its background: dark on light and light on dark alike); None when nothing differs
+    from the background by ``MIN_INK_CONTRAST`` grey levels on average (blank or too faint)."""
+    hist = np.bincount(grey.ravel(), minlength=256).astype(np.float64)
+    weight, mean = np.cumsum(hist), np.cumsum(hist * np.arange(256))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        between = (mean[-1] * weight - mean * weight[-1]) ** 2 / (weight * (weight[-1] - weight))
+    threshold = int(np.argmax(np.nan_to_num(between[:-1], nan=-1.0, posinf=-1.0)))
+    background = int(np.searchsorted(weight, weight[-1] / 2))          # the median level
+    dark = background > threshold
+    count = weight[threshold] if dark else weight[-1] - weight[threshold]
+    if count == 0:
+        return None
+    level = (mean[threshold] if dark else mean[-1] - mean[threshold]) / count
+    if abs(level - background) < MIN_INK_CONTRAST:
+        return None
+    return grey <= threshold if dark else grey > threshold
+
+
+def trim_to_ink(img: Image.Image, margin: float) -> Image.Image:
+    """``img`` cut to its ink's bounding box grown by ``margin`` x the ink's height on every side
+    (within the image); unchanged when it has no ink (:func:`ink_mask`)."""
+    grey = np.asarray(img if img.mode == "L" else img.convert("L"))
+    ink = ink_mask(grey)
+    if ink is None:
+        return img
+    rows, cols = np.flatnonzero(ink.any(1)), np.flatnonzero(ink.any(0))
+    grow = int(round(margin * (rows[-1] + 1 - rows[0])))
+    box = (max(0, cols[0] - grow), max(0, rows[0] - grow),
+           min(img.width, cols[-1] + 1 + grow), min(img.height, rows[-1] + 1 + grow))
+    return img if box == (0, 0, img.width, img.height) else img.crop(box)
+
+
 @dataclass(frozen=True)
 class Preprocess:
     """How an image becomes a model input (C, H, W) float32. Saved in ``model.json``.
@@ -177,6 +214,10 @@ class Preprocess:
     pad:         "replicate" (the last column, as deep-text-recognition-benchmark) or "zero".
     channels:    1 (grayscale) or 3 (RGB).
     mean, std:   normalisation after scaling pixels to [0, 1].
+    trim:        > 0: first cut the background around the ink (:func:`trim_to_ink`), leaving
+                 this fraction of the ink's height as margin, so a loose crop (a hand-cut line,
+                 a detector's box, an export's padding) shows its text at the size training
+                 did. 0 (checkpoints from before it): off.
     """
 
     height: int = 32
@@ -186,6 +227,7 @@ class Preprocess:
     channels: int = 1
     mean: float = 0.5
     std: float = 0.5
+    trim: float = 0.0
 
     def __post_init__(self):
         if self.channels not in (1, 3):
@@ -194,6 +236,8 @@ class Preprocess:
             raise ValueError(f"pad must be 'replicate' or 'zero', found {self.pad!r}")
         if self.height < 1 or self.width < 1:
             raise ValueError(f"height and width must be positive, found {self.height}x{self.width}")
+        if not 0 <= self.trim <= 1:
+            raise ValueError(f"trim must be in [0, 1] (a fraction of the ink's height), found {self.trim}")
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -208,9 +252,15 @@ class Preprocess:
             return self.width
         return max(1, min(self.width, round(width * self.height / max(1, height))))
 
-    def resize(self, img: Image.Image) -> np.ndarray:
-        """Decoded image to uint8 (H, w, C), with w = :meth:`resized_width`."""
+    def prepare(self, img: Image.Image) -> Image.Image:
+        """A decoded image in the model's colour mode, trimmed to its ink when ``trim``: what
+        :meth:`resize` scales (idempotent, so sizes for bucketing can be taken from it)."""
         img = img.convert("L" if self.channels == 1 else "RGB")
+        return trim_to_ink(img, self.trim) if self.trim else img
+
+    def resize(self, img: Image.Image) -> np.ndarray:
+        """Decoded image to uint8 (H, w, C), with w = :meth:`resized_width` of the prepared image."""
+        img = self.prepare(img)
         w = self.resized_width(*img.size)
         if img.size != (w, self.height):
             img = img.resize((w, self.height), Image.BICUBIC, reducing_gap=3.0)
@@ -250,7 +300,7 @@ class Preprocess:
 def preprocess_bytes(blobs: list[bytes], spec: Preprocess, bucket: bool = False,
                      max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Encoded images to a model batch: decode, resize, pad, normalise."""
-    images = [decode(b, max_pixels) for b in blobs]
+    images = [spec.prepare(decode(b, max_pixels)) for b in blobs]
     width = None
     if bucket:
         width = spec.bucket_width([spec.resized_width(*im.size) for im in images])

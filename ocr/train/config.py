@@ -34,6 +34,9 @@ class TrainConfig:
     height: int = opt(0, "input height in pixels; 0: the task's default (lines 32, pages 320)")
     width: int = opt(0, "input width in pixels (the padded width with --keep-ratio); 0: the default")
     keep_ratio: bool = opt(True, "recognition: keep each line's aspect ratio and pad the rest")
+    trim: float = opt(0.1, "recognition: cut the background around each line's ink before "
+                      "resizing, leaving this fraction of the ink's height (in training and in "
+                      "every use of the model, so loose crops read as tight ones); 0: off")
     channels: int = opt(0, "input channels: 1 grey or 3 RGB; 0: the task's default")
     batch_size: int = opt(64, "samples per step on each worker (the global batch is workers x this)")
     epochs: int = opt(10, "passes over the training split")
@@ -96,6 +99,9 @@ class TrainConfig:
             raise ConfigError(f"ema: expected a decay in [0, 1) (0: off), found {self.ema}")
         if not 0 <= self.augment <= 1:
             raise ConfigError(f"augment: expected a strength in [0, 1], found {self.augment}")
+        if not 0 <= self.trim <= 1:
+            raise ConfigError(f"trim: expected a fraction of the ink's height in [0, 1] (0: off), "
+                              f"found {self.trim}")
         if self.lr <= 0:
             raise ConfigError(f"lr: expected a positive learning rate, found {self.lr}")
         if self.channels not in (0, 1, 3):

@@ -61,7 +61,8 @@ class RecognitionTask(TaskBase):
         data_charset = Charset.from_json(manifest["charset"])
         self.train_rows = split_rows(manifest, cfg.train_split)
         self.preprocess = Preprocess(height=cfg.height or 32, width=cfg.width or 100,
-                                     keep_ratio=cfg.keep_ratio, channels=cfg.channels or 1)
+                                     keep_ratio=cfg.keep_ratio, channels=cfg.channels or 1,
+                                     trim=cfg.trim)
         if cfg.init_from:
             self.charset, self.arch = self._from_checkpoint(data_charset)
         else:
