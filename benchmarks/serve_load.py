@@ -107,7 +107,8 @@ def direct_figures(paths: dict, lines: list[bytes], pages: list[bytes], threads:
     import torch
 
     from ocr.infer import LineReader
-    from ocr.serve.stages import DeskewerStage, DetectorStage, RecognizerStage, crop
+    from ocr.infer.layout import crop
+    from ocr.serve.stages import DeskewerStage, DetectorStage, RecognizerStage
     from ocr.serve.uploads import UploadLimits, decode_upload
 
     torch.set_num_threads(threads)

@@ -24,10 +24,11 @@ from PIL import Image
 from ocr import checkpoint
 from ocr.charset import Charset
 from ocr.config import ConfigError
+from ocr.infer.layout import reading_order
 from ocr.models.detection import DETECTORS
 from ocr.models.recognition import RECOGNIZERS
 from ocr.serve.config import ServeConfig
-from ocr.serve.stages import RecognizerStage, reading_order
+from ocr.serve.stages import RecognizerStage
 
 PREPROCESS_LINE = {"height": 32, "width": 100, "keep_ratio": True, "pad": "replicate", "channels": 1,
                    "mean": 0.5, "std": 0.5}
@@ -129,7 +130,7 @@ def test_reading_order_rows_then_columns():
 def test_the_stages_do_not_pull_in_training_code():
     """A page's first /ocr once spent 2.4 s importing ocr.train (and Ray Train, Ray Data) to
     cut its lines: the stages, line crops included, load none of it."""
-    code = ("import sys, numpy as np; from ocr.serve.stages import crop; "
+    code = ("import sys, numpy as np; import ocr.serve.stages; from ocr.infer.layout import crop; "
             "crop(np.zeros((40, 80, 3), np.uint8), [5, 5, 60, 20]); "
             "print(sorted(m for m in sys.modules if m.startswith(('ocr.train', 'ray.train', 'ray.data'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

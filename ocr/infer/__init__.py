@@ -4,10 +4,12 @@ model.json (preprocessing, charset, classes), used by evaluation, the CLI and se
     LineReader     recognition: line images -> (text, confidence)
     BoxReader      detection: pages -> ROI boxes; line boxes -> char boxes and text
     PageDeskewer   orientation: a page -> its skew and quarter turns, and the page upright
+    PageReader     all three on a page, in-process: the page's lines in reading order
 """
 
 from ocr.infer.detection import BoxReader
 from ocr.infer.orientation import PageDeskewer, upright
+from ocr.infer.page import PageReader
 from ocr.infer.recognition import LineReader
 
-__all__ = ["BoxReader", "LineReader", "PageDeskewer", "upright"]
+__all__ = ["BoxReader", "LineReader", "PageDeskewer", "PageReader", "upright"]

@@ -27,10 +27,10 @@ from ray.exceptions import ActorDiedError, ActorUnavailableError
 from ray.serve.exceptions import BackPressureError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ocr.infer.layout import crop
 from ocr.serve import metrics
 from ocr.serve.config import NO_DESKEW, ServeConfig
 from ocr.serve.deployments import Deskewer, Detector, Recognizer
-from ocr.serve.stages import crop
 from ocr.serve.uploads import RequestError, UploadLimits, decode_upload, read_upload
 
 _IMAGE_BODY = {"requestBody": {"required": True, "content": {

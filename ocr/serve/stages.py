@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image
 
 from ocr.infer import BoxReader, LineReader, PageDeskewer
-from ocr.models.detection.box_ops import CROP_MARGIN, crop_box
+from ocr.infer.layout import reading_order
 
 
 def model_version(meta: dict, path: str) -> dict:
@@ -47,7 +47,7 @@ class RecognizerStage:
 
     def read(self, crops: list[np.ndarray]) -> list[dict]:
         """{"text", "confidence"} per crop, in order."""
-        images = [as_image(c) for c in crops]
+        images = [self.reader.preprocess.prepare(as_image(c)) for c in crops]
         buckets: dict[int, list[int]] = {}
         for i, im in enumerate(images):
             buckets.setdefault(self.bucket(im), []).append(i)
@@ -58,23 +58,6 @@ class RecognizerStage:
                 for i, (text, conf) in zip(chunk, self.reader.read_batch(x)):
                     out[i] = {"text": text, "confidence": round(float(conf), 5)}
         return out
-
-
-def reading_order(boxes: np.ndarray) -> list[int]:
-    """Indices of (n, 4) boxes top to bottom, then left to right within a row (boxes whose
-    vertical centres lie within half a median box height of the row's first box)."""
-    if len(boxes) == 0:
-        return []
-    heights = boxes[:, 3] - boxes[:, 1]
-    tol = max(1.0, float(np.median(heights)) / 2)
-    centre = (boxes[:, 1] + boxes[:, 3]) / 2
-    rows: list[list[int]] = []
-    for i in np.argsort(centre, kind="stable"):
-        if rows and abs(centre[i] - centre[rows[-1][0]]) <= tol:
-            rows[-1].append(int(i))
-        else:
-            rows.append([int(i)])
-    return [i for row in rows for i in sorted(row, key=lambda j: boxes[j, 0])]
 
 
 class DetectorStage:
@@ -109,12 +92,3 @@ class DeskewerStage:
     def correct(self, page: np.ndarray) -> tuple[np.ndarray, dict]:
         upright, info = self.deskewer.correct(as_image(page))
         return np.asarray(upright), info
-
-
-def crop(page: np.ndarray, box: list[float], margin: float | None = None) -> np.ndarray:
-    """The line at ``box`` grown by ``margin`` x its height (default: as detection training
-    crops lines), clipped to the page."""
-    margin = CROP_MARGIN if margin is None else margin
-    x0, y0, x1, y1 = crop_box(np.asarray(box, np.float32), (page.shape[1], page.shape[0]), (margin,) * 4)
-    return page[y0:y1, x0:x1]
-
