@@ -150,7 +150,7 @@ def test_each_degradation_changes_pixels_and_keeps_size_and_mode(effect, mode):
 def test_dot_matrix_lights_dots_where_the_ink_is_and_only_there():
     img = Image.new("L", (96, 32), 20)                       # a dark panel
     ImageDraw.Draw(img).rectangle((10, 6, 40, 26), fill=230)  # one bright block of "ink"
-    out = np.asarray(degrade(img, Degradation(dot_matrix_p=1.0, dot_matrix=(0.125, 0.125)),
+    out = np.asarray(degrade(img, Degradation(dot_matrix_p=1.0, dot_matrix=(5.0, 5.0)),
                              np.random.default_rng(0)))
     assert out[:, 50:].max() < 60                              # no ink: dark, faint dots at most
     block = out[6:27, 10:41]

@@ -29,13 +29,13 @@ class Degradation:
     rescale: the line is shrunk to this fraction of its size, then brought back
         (``nearest`` upscaling, as screens and screenshots do, with ``pixelate``'s chance);
     jpeg: JPEG quality;
-    dot_matrix: the text becomes round dots on a square grid of this pitch, as a fraction
-        of the line height (a cell is lit where the glyphs cover enough of it; unlit cells
-        show as faint dots, as on LED panels).
+    dot_matrix: the text becomes round dots on a square grid, this many rows of dots over
+        the ink's height (a 5x7 panel's digits and capitals are 7 dots tall; a cell is lit
+        where the glyphs cover enough of it; unlit cells show as faint dots, as on LED panels).
     """
 
     dot_matrix_p: float = 0.0
-    dot_matrix: Range = (0.09, 0.16)
+    dot_matrix: Range = (7.0, 10.0)
 
     lighting_p: float = 0.0
     lighting: Range = (0.1, 0.45)
@@ -76,8 +76,9 @@ def _lighting(img: Image.Image, amount: float, rng) -> Image.Image:
     return Image.fromarray(np.clip(a + 0.5, 0, 255).astype(np.uint8), img.mode)
 
 
-def _dot_matrix(img: Image.Image, pitch: float, rng) -> Image.Image:
-    """The line as dots: cells of ``pitch`` px lit where the ink covers a third of them."""
+def _dot_matrix(img: Image.Image, rows: float, rng) -> Image.Image:
+    """The line as dots: cells ``rows`` to the ink's height, lit where the ink covers a third
+    of them (fewer rows than ~7 leave digits no one can tell apart)."""
     a = np.asarray(img, dtype=np.float32)
     grey = a.mean(axis=2) if a.ndim == 3 else a
     ground = float(np.median(np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])))
@@ -86,7 +87,8 @@ def _dot_matrix(img: Image.Image, pitch: float, rng) -> Image.Image:
         return img
     ink = contrast > 0.5 * contrast.max()
     h, w = ink.shape
-    step = max(2, int(round(pitch)))
+    inked = np.flatnonzero(ink.any(axis=1))
+    step = max(2, int(round((inked[-1] + 1 - inked[0]) / rows)))
     rows, cols = -(-h // step), -(-w // step)
     padded = np.zeros((rows * step, cols * step), bool)
     padded[:h, :w] = ink
@@ -148,7 +150,7 @@ def degrade(img: Image.Image, d: Degradation, rng: np.random.Generator) -> Image
     if not d.active:
         return img
     if d.dot_matrix_p and rng.random() < d.dot_matrix_p:   # no draw when off: older styles render as before
-        img = _dot_matrix(img, rng.uniform(*d.dot_matrix) * img.size[1], rng)
+        img = _dot_matrix(img, rng.uniform(*d.dot_matrix), rng)
     if rng.random() < d.lighting_p:
         img = _lighting(img, rng.uniform(*d.lighting), rng)
     if rng.random() < d.perspective_p:
