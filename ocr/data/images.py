@@ -190,17 +190,26 @@ def ink_mask(grey: np.ndarray) -> np.ndarray | None:
 
 
 def trim_to_ink(img: Image.Image, margin: float) -> Image.Image:
-    """``img`` cut to its ink's bounding box grown by ``margin`` x the ink's height on every side
-    (within the image); unchanged when it has no ink (:func:`ink_mask`)."""
+    """``img`` cut to its ink's bounding box grown by ``margin`` x the ink's height on every side,
+    padded with the background's colour where that reaches past the image (ink touching the
+    edge gets its margin too); unchanged when it has no ink (:func:`ink_mask`)."""
     grey = np.asarray(img if img.mode == "L" else img.convert("L"))
     ink = ink_mask(grey)
     if ink is None:
         return img
     rows, cols = np.flatnonzero(ink.any(1)), np.flatnonzero(ink.any(0))
     grow = int(round(margin * (rows[-1] + 1 - rows[0])))
-    box = (max(0, cols[0] - grow), max(0, rows[0] - grow),
-           min(img.width, cols[-1] + 1 + grow), min(img.height, rows[-1] + 1 + grow))
-    return img if box == (0, 0, img.width, img.height) else img.crop(box)
+    x0, y0, x1, y1 = cols[0] - grow, rows[0] - grow, cols[-1] + 1 + grow, rows[-1] + 1 + grow
+    if (x0, y0, x1, y1) == (0, 0, img.width, img.height):
+        return img
+    inside = (max(0, x0), max(0, y0), min(img.width, x1), min(img.height, y1))
+    if inside == (x0, y0, x1, y1):
+        return img.crop(inside)
+    pixels = np.asarray(img)[~ink]
+    fill = np.median(pixels.reshape(len(pixels), -1), axis=0).round().astype(int) if len(pixels) else [0]
+    canvas = Image.new(img.mode, (x1 - x0, y1 - y0), tuple(fill) if img.mode != "L" else int(fill[0]))
+    canvas.paste(img.crop(inside), (inside[0] - x0, inside[1] - y0))
+    return canvas
 
 
 @dataclass(frozen=True)
