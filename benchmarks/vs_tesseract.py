@@ -34,7 +34,7 @@ from PIL import Image
 from rapidfuzz.distance import Levenshtein
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from heldout_lines import TEXT, check_exclusion, render_set  # noqa: E402
+from heldout_lines import PARTS, TEXT, check_exclusion, render_set  # noqa: E402
 
 from ocr.checkpoint import builtin_names  # noqa: E402
 from ocr.infer import LineReader  # noqa: E402
@@ -62,6 +62,18 @@ def score(truth: list[str], read: list[str], seconds: float) -> dict:
     edits = sum(Levenshtein.distance(a, b) for a, b in zip(t, r))
     return {"cer": edits / max(1, sum(len(a) for a in t)),
             "line_acc": sum(a == b for a, b in zip(t, r)) / len(t), "lines_s": len(t) / seconds}
+
+
+def by_part(name: str, truth: list[str], read: list[str]) -> str:
+    """Line accuracy per part of a set of several (the parts are consecutive runs of lines)."""
+    parts = PARTS[name]
+    if len(parts) < 2:
+        return ""
+    hits: dict[str, list[bool]] = {}
+    for i, (a, b) in enumerate(zip(truth, read)):
+        style, fonts = parts[i * len(parts) // len(truth)]
+        hits.setdefault(f"{style} ({fonts[0]})", []).append(normalise(a) == normalise(b))
+    return "  lines exact by part: " + ", ".join(f"{k} {sum(v)}/{len(v)}" for k, v in hits.items())
 
 
 def load_set(gt: Path) -> tuple[list[Path], list[str]]:
@@ -143,6 +155,8 @@ def main() -> None:
             s = score(truth, read, seconds)
             print(f"{name:8} {engine:18} {s['cer']:8.4f} {s['line_acc']:9.3f} {s['lines_s']:9.1f}",
                   flush=True)
+            if parts := by_part(name, truth, read):
+                print(parts, flush=True)
 
 
 if __name__ == "__main__":
