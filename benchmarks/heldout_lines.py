@@ -85,7 +85,7 @@ def _style(name: str, rng) -> LineStyle:
     else a preset or one drawn from a mix, without dot-matrix panels (the print sets read print;
     dots are the digits set's own part)."""
     if name == "dot-matrix":
-        return _with_dots(LineStyle(**STYLE_PRESETS["screen"]), 1.0)
+        return LineStyle(**STYLE_PRESETS["dot-matrix"])
     styles = STYLE_MIXES.get(name, (name,))
     return _with_dots(LineStyle(**STYLE_PRESETS[styles[int(rng.integers(len(styles)))]]), 0.0)
 

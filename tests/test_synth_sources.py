@@ -161,10 +161,13 @@ def test_dot_matrix_lights_dots_where_the_ink_is_and_only_there():
 
 
 def test_scan_photo_screen_and_real_presets_render(tmp_path):
-    assert set(STYLE_MIXES["real"]) <= set(STYLE_PRESETS)
-    for name in ("scan", "photo", "screen"):
+    assert all(set(mix) <= set(STYLE_PRESETS) for mix in STYLE_MIXES.values())
+    assert set(STYLE_MIXES["displays"]) == {*STYLE_MIXES["real"], "dot-matrix"}
+    for name in ("scan", "photo", "screen", "dot-matrix"):
         style = LineStyle(**STYLE_PRESETS[name])
         assert style.degradation.active
+    assert LineStyle(**STYLE_PRESETS["dot-matrix"]).degradation.dot_matrix_p == 1.0
+    assert LineStyle(**STYLE_PRESETS["screen"]).degradation.dot_matrix_p == 0.2
     with pytest.raises(ValueError, match="LineStyle.degradation"):
         LineStyle(degradation={"jpeg_chance": 1})
     assert LineStyle(degradation={"jpeg_p": 0.5, "jpeg": [40, 60]}).degradation.jpeg == (40, 60)

@@ -10,6 +10,7 @@ the text colour. Numbers that may be random take either a value or a ``(lo, hi)`
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from functools import lru_cache
@@ -127,8 +128,13 @@ STYLE_PRESETS = {
                "degradation": Degradation(dot_matrix_p=0.2, noise_p=0.2, noise=(1.0, 4.0), rescale_p=0.6,
                                           rescale=(0.5, 0.95), pixelate=0.5, jpeg_p=0.5)},
 }
-# presets drawn per line: ``--style real`` is a mix of what people photograph, scan and see
-STYLE_MIXES = {"real": ("none", "default", "scan", "photo", "screen")}
+# an LED or LCD panel of dots (meters, signs, receipts' dot printers): the screen, every line dots
+STYLE_PRESETS["dot-matrix"] = {**STYLE_PRESETS["screen"], "degradation": dataclasses.replace(
+    STYLE_PRESETS["screen"]["degradation"], dot_matrix_p=1.0)}
+# presets drawn per line: ``--style real`` is a mix of what people photograph, scan and see;
+# ``displays`` adds a share of dot-matrix panels (numbers on meters and signs)
+STYLE_MIXES = {"real": ("none", "default", "scan", "photo", "screen"),
+               "displays": ("none", "default", "scan", "photo", "screen", "dot-matrix")}
 
 
 def pick(value: Range, rng: np.random.Generator, integer: bool = False) -> float:
