@@ -1,5 +1,6 @@
 """The main job, run by ``make demo``: the whole platform end to end on a local Ray.
 
+0. read a page with the built-in models, in-process and with no training (``ocr read``);
 1. synthesise digit lines and pages (Ray Data);
 2. ingest: the lines go out to a deep-text-recognition-benchmark LMDB and come back in
    through ``ocr ingest``, as a team's old data set would;
@@ -157,6 +158,22 @@ def rotated_page(angle: float, seed: int = 7):
     return page
 
 
+def read_with_builtins(out: str, angle: float, step: Steps) -> None:
+    """What a user tries first: ``ocr read`` on a page, the built-ins, no Ray, no training."""
+    from ocr.infer import PageReader
+
+    page = rotated_page(angle, seed=11)
+    path = Path(out) / "first-page.png"
+    page.image.save(path)
+    step(f"ocr read --lang digits {path}: a page (rotated {angle:+.1f} degrees) read in-process by "
+         "the built-in models, before any training")
+    result = PageReader.load("builtin:digits").read_page(page.image)
+    print(f"    angle found {result['angle']:+.2f} ({result['deskew_method']}), "
+          f"{len(result['lines'])} lines: " + " | ".join(ln["text"] for ln in result["lines"]))
+    print("    drawn:                       " + " | ".join(page.lines))
+    print("    timings (ms): " + ", ".join(f"{k} {v:.0f}" for k, v in result["timings_ms"].items()))
+
+
 def serve_and_ask(models: dict, out: str, angle: float, port: int, step: Steps) -> str:
     step(f"Ray Serve: deskew -> ROI -> recognition on 127.0.0.1:{port}")
     url = deploy(ServeConfig(recognizer=models["recognizer"], detector=models["detector"],
@@ -184,6 +201,8 @@ def run(out: str, lines: int = 8000, pages: int = 400, minutes: float = 1.0, por
 
     out = resolve(out, "output")   # Ray's workers do not run in this folder
     step = Steps()
+    os.makedirs(out, exist_ok=True)
+    read_with_builtins(out, angle=5.0, step=step)
     step(f"starting a local Ray ({num_cpus or os.cpu_count()} CPUs, dashboard on 127.0.0.1:8265)")
     ensure_ray(num_cpus, dashboard=True)
 

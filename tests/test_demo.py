@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 MINIATURE = ["--minutes", "0.05", "--lines", "400", "--pages", "64", "--sweep-steps", "6",
              "--serve-seconds", "0", "--num-cpus", "2"]
 STEPS = [  # what each step header [N] says (the demo's numbering)
-    "starting a local Ray", "ocr synth", "ocr synth", "ocr export-lmdb", "ocr train recognition",
+    "ocr read --lang digits", "starting a local Ray", "ocr synth", "ocr synth", "ocr export-lmdb", "ocr train recognition",
     "ocr train detection", "ocr train orientation", "ocr tune", "Ray Serve", "POST "]
 
 
@@ -66,6 +66,11 @@ def test_demo_runs_every_step_from_an_empty_folder(tmp_path):
     for (n, title), expected in zip(headers, STEPS):
         assert expected in title, f"step [{n}] says {title!r}: expected {expected!r} in it"
     assert re.search(r"angle found [+-]\d+\.\d+ .*, \d+ lines:", out), out[-3000:]
+    first = re.search(r"^\[1\] .*\n    angle found \+(\d+\.\d+) \(classical\), (\d) lines: (.*)\n"
+                      r"    drawn: +(.*)$", out, re.M)
+    assert first and abs(float(first[1]) - 5.0) < 0.5 and first[2] == "6", out[:3000]
+    read, drawn = first[3].split(" | "), first[4].split(" | ")
+    assert sum(a == b for a, b in zip(read, drawn)) >= 4, (read, drawn)   # the built-in reads it
     assert re.search(r"^done in \d+\.\d+ min; everything is under ", out, re.M), out[-3000:]
 
     demo = tmp_path / "outputs" / "demo"   # the default --out, taken from the working folder
