@@ -29,8 +29,8 @@ REPO = Path(__file__).resolve().parents[1]
 MINIATURE = ["--minutes", "0.05", "--lines", "400", "--pages", "64", "--sweep-steps", "6",
              "--serve-seconds", "0", "--num-cpus", "2"]
 STEPS = [  # what each step header [N] says (the demo's numbering)
-    "ocr read --lang digits", "starting a local Ray", "ocr synth", "ocr synth", "ocr export-lmdb", "ocr train recognition",
-    "ocr train detection", "ocr train orientation", "ocr tune", "Ray Serve", "POST "]
+    "ocr read --lang digits", "starting a local Ray", "ocr synth", "ocr synth", "ocr export-lmdb",
+    "ocr train recognition", "ocr train detection", "ocr train orientation", "ocr tune", "Ray Serve", "POST "]
 
 
 def _free_port() -> int:

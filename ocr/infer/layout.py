@@ -19,6 +19,7 @@ from PIL import Image
 from ocr.data.images import ink_mask
 from ocr.models.detection.box_ops import CROP_MARGIN, crop_box
 
+CLASSICAL = "lines"       # the detector name that means this module's finder (``--detector lines``)
 MIN_LINE_HEIGHT = 5       # pixels: shorter bands are specks or rules
 COLUMN_GAP = 2.0          # line heights of empty columns that split a band into boxes
 
@@ -38,6 +39,17 @@ def reading_order(boxes: np.ndarray) -> list[int]:
         else:
             rows.append([int(i)])
     return [i for row in rows for i in sorted(row, key=lambda j: boxes[j, 0])]
+
+
+def select_boxes(boxes: np.ndarray, scores: np.ndarray, size: tuple[int, int], min_score: float,
+                 max_boxes: int) -> tuple[np.ndarray, np.ndarray]:
+    """A detector's boxes scoring ``min_score`` or more, the best ``max_boxes``, clipped to the
+    page (``size`` = width, height), in reading order."""
+    keep = np.flatnonzero(scores >= min_score)
+    keep = keep[np.argsort(-scores[keep], kind="stable")][:max_boxes]
+    boxes = np.clip(boxes[keep], 0, [size[0], size[1]] * 2)
+    order = reading_order(boxes)
+    return boxes[order].reshape(-1, 4), scores[keep][order]
 
 
 def crop(page: np.ndarray, box, margin: float | None = None) -> np.ndarray:

@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from ocr.infer.detection import BoxReader
-from ocr.infer.layout import crop, find_lines, reading_order
+from ocr.infer.layout import CLASSICAL, crop, find_lines, select_boxes
 from ocr.infer.orientation import PageDeskewer
 from ocr.infer.recognition import LineReader
 
@@ -34,7 +34,7 @@ class PageReader:
     @classmethod
     def load(cls, recognizer: str, detector: str = "", deskewer: str = "",
              device: str = "cpu") -> "PageReader":
-        box_reader = BoxReader.load(detector, device) if detector else None
+        box_reader = BoxReader.load(detector, device) if detector not in ("", CLASSICAL) else None
         if box_reader is not None and box_reader.kind != "roi":
             raise ValueError(f"{detector}: expected a region (ROI) detector, found a "
                              f"{box_reader.target!r} detector")
@@ -50,11 +50,7 @@ class PageReader:
             boxes = find_lines(page)
             return boxes, np.ones(len(boxes), np.float32)
         det = self.detector.pages([page])[0]
-        keep = np.flatnonzero(det["scores"] >= MIN_SCORE)
-        keep = keep[np.argsort(-det["scores"][keep], kind="stable")][:MAX_BOXES]
-        boxes = np.clip(det["boxes"][keep], 0, [page.width, page.height] * 2)
-        order = reading_order(boxes)
-        return boxes[order], det["scores"][keep][order]
+        return select_boxes(det["boxes"], det["scores"], page.size, MIN_SCORE, MAX_BOXES)
 
     def read_page(self, page: Image.Image) -> dict:
         """The page's lines in reading order and how it was turned, with per-stage timings."""

@@ -10,14 +10,16 @@ from ocr.data.images import ALLOWED_FORMATS
 from ocr.serve.uploads import UploadLimits
 
 NO_DESKEW = "off"
+CLASSICAL = "lines"   # ocr.infer.layout.CLASSICAL, the line finder (not imported: it pulls in torch)
 
 
 @dataclass
 class ServeConfig:
     recognizer: str = opt("", "recognition checkpoint, run folder (its best/) or s3:// URI",
                           path="checkpoint")
-    detector: str = opt("", "ROI detection checkpoint; empty: each image is read as one line",
-                        path="checkpoint")
+    detector: str = opt("", "ROI detection checkpoint; lines: the classical line finder (print on a "
+                        "plain ground, no model); empty: each image is read as one line",
+                        path="checkpoint", keep=(CLASSICAL,))
     deskewer: str = opt("", "orientation checkpoint; empty: the classical deskew; off: none",
                         path="checkpoint", keep=(NO_DESKEW,))
     device: str = opt("auto", "auto (cuda when available), cpu or cuda", choices=("auto", "cpu", "cuda"))
@@ -72,7 +74,8 @@ class ServeConfig:
         wanted = {"recognizer": "recognition", "detector": "detection", "deskewer": "orientation"}
         for name, task in wanted.items():
             path = getattr(self, name)
-            if not path or (name == "deskewer" and path == NO_DESKEW):
+            if not path or (name == "deskewer" and path == NO_DESKEW) or (name == "detector" and
+                                                                        path == CLASSICAL):
                 continue
             try:
                 checkpoint.read_meta(path, task)

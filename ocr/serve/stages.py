@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image
 
 from ocr.infer import BoxReader, LineReader, PageDeskewer
-from ocr.infer.layout import reading_order
+from ocr.infer.layout import CLASSICAL, find_lines, select_boxes
 
 
 def model_version(meta: dict, path: str) -> dict:
@@ -61,9 +61,14 @@ class RecognizerStage:
 
 
 class DetectorStage:
-    """Finds text regions (ROI) on a page: boxes in page pixels, in reading order."""
+    """Finds text regions (ROI) on a page: boxes in page pixels, in reading order; ``lines``
+    instead of a checkpoint: the classical line finder (print on a plain ground, no model)."""
 
     def __init__(self, path: str, device: str = "cpu"):
+        self.detector = None
+        if path == CLASSICAL:
+            self.version = {"task": "detection", "arch": "classical lines", "checkpoint": CLASSICAL}
+            return
         self.detector = BoxReader.load(path, device)
         if self.detector.kind != "roi":
             raise ValueError(f"{path}: expected a region (ROI) detector, found a "
@@ -71,15 +76,15 @@ class DetectorStage:
         self.version = model_version(self.detector.meta, path)
 
     def detect(self, page: np.ndarray, min_score: float, max_boxes: int) -> list[dict]:
-        det = self.detector.pages([as_image(page)])[0]
-        keep = det["scores"] >= min_score
-        boxes, scores = det["boxes"][keep], det["scores"][keep]
-        best = np.argsort(-scores, kind="stable")[:max_boxes]
-        boxes, scores = boxes[best], scores[best]
-        h, w = page.shape[:2]
-        boxes = np.clip(boxes, 0, [w, h, w, h])
-        return [{"box": [round(float(v), 1) for v in boxes[i]], "score": round(float(scores[i]), 4)}
-                for i in reading_order(boxes)]
+        image = as_image(page)
+        if self.detector is None:
+            boxes = find_lines(image)[:max_boxes]
+            scores = np.ones(len(boxes), np.float32)
+        else:
+            det = self.detector.pages([image])[0]
+            boxes, scores = select_boxes(det["boxes"], det["scores"], image.size, min_score, max_boxes)
+        return [{"box": [round(float(v), 1) for v in box], "score": round(float(score), 4)}
+                for box, score in zip(boxes, scores)]
 
 
 class DeskewerStage:
