@@ -94,11 +94,12 @@ def run_builtin(checkpoint: str, paths: list[Path]) -> tuple[list[str], float]:
     return texts, time.perf_counter() - started
 
 
-def run_tesseract(lang: str, paths: list[Path], whitelist: str | None) -> tuple[list[str], float]:
+def run_tesseract(lang: str, paths: list[Path], whitelist: str | None,
+                  psm: str = "7") -> tuple[list[str], float]:
     with tempfile.TemporaryDirectory() as tmp:
         listing = Path(tmp) / "list.txt"
         listing.write_text("\n".join(str(p) for p in paths) + "\n")
-        cmd = ["tesseract", str(listing), "stdout", "--psm", "7", "-l", lang]
+        cmd = ["tesseract", str(listing), "stdout", "--psm", psm, "-l", lang]
         if whitelist:
             cmd += ["-c", f"tessedit_char_whitelist={whitelist}"]
         started = time.perf_counter()
