@@ -12,7 +12,7 @@ from PIL import Image, ImageDraw
 
 from ocr.data.synth.fonts import find_fonts, load_font
 from ocr.data.synth.page import render_page
-from ocr.infer.layout import find_lines
+from ocr.infer.layout import find_lines, text_by_rows
 
 LINES = ["12 345 678", "2026-12-07 14:30", "12,500", "98.6%", "+82 10-1234-5678"]
 
@@ -123,3 +123,13 @@ def test_read_help_names_every_flag():
     out = ocr("read", "--help")
     for flag in ("--lang", "--recognizer", "--detector", "--deskewer", "--lines", "--json"):
         assert flag in out.stdout
+
+
+def test_a_row_of_boxes_is_one_line_of_text():
+    """A receipt's item and its price are two boxes (a wide gap) but one line of the text."""
+    lines = [{"box": [10, 10, 90, 30], "text": "Milk 2L"}, {"box": [300, 11, 350, 31], "text": "3.49"},
+             {"box": [10, 50, 80, 70], "text": "Bread"}, {"box": [300, 52, 350, 71], "text": ""},
+             {"box": [12, 90, 200, 110], "text": "Thank you!"}]
+    assert text_by_rows(lines) == "Milk 2L 3.49\nBread\nThank you!"
+    assert [ln["row"] for ln in lines] == [0, 0, 1, 1, 2]
+    assert text_by_rows([]) == ""

@@ -24,9 +24,9 @@ MIN_LINE_HEIGHT = 5       # pixels: shorter bands are specks or rules
 COLUMN_GAP = 2.0          # line heights of empty columns that split a band into boxes
 
 
-def reading_order(boxes: np.ndarray) -> list[int]:
-    """Indices of (n, 4) boxes top to bottom, then left to right within a row (boxes whose
-    vertical centres lie within half a median box height of the row's first box)."""
+def reading_rows(boxes: np.ndarray) -> list[list[int]]:
+    """Indices of (n, 4) boxes in rows, top to bottom, each row left to right (a row: boxes
+    whose vertical centres lie within half a median box height of its first box's)."""
     if len(boxes) == 0:
         return []
     heights = boxes[:, 3] - boxes[:, 1]
@@ -38,7 +38,23 @@ def reading_order(boxes: np.ndarray) -> list[int]:
             rows[-1].append(int(i))
         else:
             rows.append([int(i)])
-    return [i for row in rows for i in sorted(row, key=lambda j: boxes[j, 0])]
+    return [sorted(row, key=lambda j: boxes[j, 0]) for row in rows]
+
+
+def reading_order(boxes: np.ndarray) -> list[int]:
+    """Indices of (n, 4) boxes top to bottom, then left to right within a row."""
+    return [i for row in reading_rows(boxes) for i in row]
+
+
+def text_by_rows(lines: list[dict]) -> str:
+    """The page's text from its read lines ({"box", "text"}, in reading order): one text line
+    per row, the boxes of a row joined by a space (a receipt's item and its price, a form's
+    label and its value). Sets each line's "row"."""
+    rows = reading_rows(np.asarray([ln["box"] for ln in lines], np.float32).reshape(-1, 4))
+    for r, row in enumerate(rows):
+        for i in row:
+            lines[i]["row"] = r
+    return "\n".join(" ".join(t for t in (lines[i]["text"] for i in row) if t) for row in rows)
 
 
 def select_boxes(boxes: np.ndarray, scores: np.ndarray, size: tuple[int, int], min_score: float,

@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from ocr.infer.detection import BoxReader
-from ocr.infer.layout import CLASSICAL, crop, find_lines, select_boxes
+from ocr.infer.layout import CLASSICAL, crop, find_lines, select_boxes, text_by_rows
 from ocr.infer.orientation import PageDeskewer
 from ocr.infer.recognition import LineReader
 
@@ -69,9 +69,10 @@ class PageReader:
         lines = [{"text": r["text"], "confidence": r["confidence"], "box": [round(float(v), 1) for v in b],
                   "box_score": round(float(s), 4)} for r, b, s in zip(read, boxes, scores)]
         lines = [ln for ln in lines if ln["text"].strip()]
+        text = text_by_rows(lines)
         if not lines:   # no text: no angle to speak of, whatever the estimate made of the blank
             info = {**info, "angle": 0.0, "skew": 0.0, "orientation": 0, "confidence": 0.0}
-        return {"text": "\n".join(ln["text"] for ln in lines), "lines": lines, "no_text": not lines,
+        return {"text": text, "lines": lines, "no_text": not lines,
                 "angle": round(float(info["angle"]), 3), "skew": round(float(info["skew"]), 3),
                 "orientation": int(info["orientation"]),
                 "orientation_confidence": round(float(info["confidence"]), 4),

@@ -27,7 +27,7 @@ from ray.exceptions import ActorDiedError, ActorUnavailableError
 from ray.serve.exceptions import BackPressureError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ocr.infer.layout import crop
+from ocr.infer.layout import crop, text_by_rows
 from ocr.serve import metrics
 from ocr.serve.config import NO_DESKEW, ServeConfig
 from ocr.serve.deployments import Deskewer, Detector, Recognizer
@@ -207,7 +207,7 @@ class OCRService:
         clock.lap("recognize")
         out = {"angle": deskew["angle"], "skew": deskew.get("skew"), "orientation": deskew.get("orientation"),
                "deskew_method": deskew.get("method"), "size": [page.shape[1], page.shape[0]],
-               "lines": lines, "text": "\n".join(ln["text"] for ln in lines),
+               "lines": lines, "text": text_by_rows(lines),
                "timings_ms": clock.done(), "models": models}
         if image:
             out["image"] = _png_data_url(page)
