@@ -40,23 +40,6 @@ class RecognizeConfig:
 
 
 @dataclass
-class ReadConfig:
-    images: list[str] = opt(factory=list, path="input", metavar="IMAGE",
-                            help="page images to read (with --lines: one text line each)")
-    lang: str = opt("korean", "which built-in recogniser reads the text (builtin:LANG): korean "
-                    "(Hangul, Latin, digits), latin or digits", choices=("korean", "latin", "digits"))
-    recognizer: str = opt("", "recognition checkpoint or run folder instead of builtin:LANG",
-                          path="checkpoint")
-    detector: str = opt("", "ROI detector checkpoint or run folder for the lines (default: the "
-                        "classical line finder, for print on a plain ground)", path="checkpoint")
-    deskewer: str = opt("", "orientation checkpoint or run folder (default: the classical skew "
-                        "estimate, pages taken as upright)", path="checkpoint")
-    lines: bool = opt(False, "each image is one text line: no deskew, no line finding")
-    json: bool = opt(False, "print one JSON object per image: lines with boxes and confidences, "
-                     "the angle, per-stage timings")
-
-
-@dataclass
 class ExportConfig:
     checkpoint: str = opt("", "recognition checkpoint or run folder (its best/)", path="checkpoint")
     output: str = opt("", "folder for the exported model files and model.json", path="output")
@@ -225,32 +208,9 @@ def cmd_recognize(args) -> int:
 
 
 def cmd_read(args) -> int:
-    from PIL import Image
+    from ocr.read import ReadConfig, read_files
 
-    from ocr.data.images import ImageError, decode
-    from ocr.infer import PageReader
-
-    cfg = _required(config_from_args(ReadConfig, args), "images")
-    reader = PageReader.load(cfg.recognizer or f"builtin:{cfg.lang}", cfg.detector, cfg.deskewer)
-    failed = 0
-    for i, path in enumerate(cfg.images):
-        try:
-            image: Image.Image = decode(Path(path).read_bytes())
-        except (OSError, ImageError) as e:
-            failed += 1
-            print(f"ocr read: {path}: {e}", file=sys.stderr)
-            continue
-        started = time.perf_counter()
-        result = reader.read_lines([image])[0] if cfg.lines else reader.read_page(image)
-        if cfg.json:
-            seconds = round(time.perf_counter() - started, 4)
-            print(json.dumps({"image": path, **result, "seconds": seconds}, ensure_ascii=False))
-            continue
-        if len(cfg.images) > 1 and not cfg.lines:
-            print(f"{'' if i == 0 else chr(10)}==> {path} <==")
-        text = result["text"]
-        print(f"{path}\t{text}" if cfg.lines else (text if text else "(no text)"))
-    return 1 if failed else 0
+    return read_files(_required(config_from_args(ReadConfig, args), "images"))
 
 
 def cmd_export(args) -> int:
@@ -370,7 +330,7 @@ def _commands() -> list[tuple]:
          "orientation model; none: the classical method)", "ocr.deskew:DeskewConfig", ("inputs",),
          cmd_deskew, True),
         ("read", "read pages (or --lines) in-process with the built-in models, like `tesseract "
-         "PAGE stdout`: deskew, find the lines, print them in reading order", "ocr.cli:ReadConfig",
+         "PAGE stdout`: deskew, find the lines, print them in reading order", "ocr.read:ReadConfig",
          ("images",), cmd_read, False),
         ("recognize", "read text-line images with a checkpoint", "ocr.cli:RecognizeConfig",
          ("checkpoint", "images"), cmd_recognize, False),
