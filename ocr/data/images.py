@@ -267,9 +267,9 @@ class Preprocess:
         img = img.convert("L" if self.channels == 1 else "RGB")
         return trim_to_ink(img, self.trim) if self.trim else img
 
-    def resize(self, img: Image.Image) -> np.ndarray:
+    def resize(self, img: Image.Image, prepared: bool = False) -> np.ndarray:
         """Decoded image to uint8 (H, w, C), with w = :meth:`resized_width` of the prepared image."""
-        img = self.prepare(img)
+        img = img if prepared else self.prepare(img)
         w = self.resized_width(*img.size)
         if img.size != (w, self.height):
             img = img.resize((w, self.height), Image.BICUBIC, reducing_gap=3.0)
@@ -290,13 +290,14 @@ class Preprocess:
         scale = 1.0 / (255.0 * self.std)
         return x * scale - (self.mean / self.std)
 
-    def __call__(self, images: list[Image.Image], width: int | None = None) -> np.ndarray:
+    def __call__(self, images: list[Image.Image], width: int | None = None,
+                 prepared: bool = False) -> np.ndarray:
         """Decoded images to a float32 batch (B, C, H, W).
 
         ``width`` pads to another width than ``self.width`` (bucketing by width);
         ``None`` pads to ``self.width``.
         """
-        resized = [self.resize(im) for im in images]
+        resized = [self.resize(im, prepared) for im in images]
         target = width or self.width
         return self.normalise(np.stack([self.pad_to(a, target) for a in resized]))
 
@@ -313,7 +314,7 @@ def preprocess_bytes(blobs: list[bytes], spec: Preprocess, bucket: bool = False,
     width = None
     if bucket:
         width = spec.bucket_width([spec.resized_width(*im.size) for im in images])
-    return spec(images, width)
+    return spec(images, width, prepared=True)
 
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp")

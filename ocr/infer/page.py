@@ -24,6 +24,17 @@ MIN_SCORE = 0.3     # detector boxes kept (a trained detector's score)
 MAX_BOXES = 300
 
 
+def find_boxes(detector: BoxReader | None, page: Image.Image, min_score: float,
+               max_boxes: int) -> tuple[np.ndarray, np.ndarray]:
+    """A page's text boxes and scores in reading order: an ROI ``detector``'s (its boxes of
+    ``min_score`` or more, the best ``max_boxes``), or with None the classical line finder's."""
+    if detector is None:
+        boxes = find_lines(page)[:max_boxes]
+        return boxes, np.ones(len(boxes), np.float32)
+    det = detector.pages([page])[0]
+    return select_boxes(det["boxes"], det["scores"], page.size, min_score, max_boxes)
+
+
 class PageReader:
     """A recogniser, an optional ROI detector (else :func:`find_lines`) and a deskewer (a model,
     else the classical skew with orientation 0)."""
@@ -46,11 +57,7 @@ class PageReader:
         return [{"text": t, "confidence": round(float(c), 5)} for t, c in self.recognizer.read(images)]
 
     def _boxes(self, page: Image.Image) -> tuple[np.ndarray, np.ndarray]:
-        if self.detector is None:
-            boxes = find_lines(page)
-            return boxes, np.ones(len(boxes), np.float32)
-        det = self.detector.pages([page])[0]
-        return select_boxes(det["boxes"], det["scores"], page.size, MIN_SCORE, MAX_BOXES)
+        return find_boxes(self.detector, page, MIN_SCORE, MAX_BOXES)
 
     def read_page(self, page: Image.Image) -> dict:
         """The page's lines in reading order and how it was turned, with per-stage timings."""

@@ -12,7 +12,8 @@ import numpy as np
 from PIL import Image
 
 from ocr.infer import BoxReader, LineReader, PageDeskewer
-from ocr.infer.layout import CLASSICAL, find_lines, select_boxes
+from ocr.infer.layout import CLASSICAL
+from ocr.infer.page import find_boxes
 
 
 def model_version(meta: dict, path: str) -> dict:
@@ -54,7 +55,7 @@ class RecognizerStage:
         out: list[dict] = [{}] * len(images)
         for width, idx in buckets.items():
             for chunk in (idx[k:k + MAX_FORWARD] for k in range(0, len(idx), MAX_FORWARD)):
-                x = self.reader.preprocess([images[i] for i in chunk], width)
+                x = self.reader.preprocess([images[i] for i in chunk], width, prepared=True)
                 for i, (text, conf) in zip(chunk, self.reader.read_batch(x)):
                     out[i] = {"text": text, "confidence": round(float(conf), 5)}
         return out
@@ -76,13 +77,7 @@ class DetectorStage:
         self.version = model_version(self.detector.meta, path)
 
     def detect(self, page: np.ndarray, min_score: float, max_boxes: int) -> list[dict]:
-        image = as_image(page)
-        if self.detector is None:
-            boxes = find_lines(image)[:max_boxes]
-            scores = np.ones(len(boxes), np.float32)
-        else:
-            det = self.detector.pages([image])[0]
-            boxes, scores = select_boxes(det["boxes"], det["scores"], image.size, min_score, max_boxes)
+        boxes, scores = find_boxes(self.detector, as_image(page), min_score, max_boxes)
         return [{"box": [round(float(v), 1) for v in box], "score": round(float(score), 4)}
                 for box, score in zip(boxes, scores)]
 
