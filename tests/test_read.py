@@ -133,3 +133,22 @@ def test_a_row_of_boxes_is_one_line_of_text():
     assert text_by_rows(lines) == "Milk 2L 3.49\nBread\nThank you!"
     assert [ln["row"] for ln in lines] == [0, 0, 1, 1, 2]
     assert text_by_rows([]) == ""
+
+
+PROSE = ["Opening hours: Monday to Friday", "Please keep your receipt", "Total due 42.50 USD",
+         "Thank you for shopping with us", "Returns within 30 days"]
+
+
+@pytest.mark.parametrize("quarters", [0, 1, 2, 3])
+def test_a_page_turned_any_way_reads_upright(dejavu, quarters):
+    """The classical estimate finds the skew and the axis of the lines; reading the longest
+    lines both ways tells which way up (a quarter turn from 90 to 270 and a half turn alike)."""
+    from ocr.infer import PageReader
+
+    sample = render_page(PROSE, dejavu[:1], np.random.default_rng(9), size=(640, 480), angle=-4.0)
+    page = sample.image.rotate(90 * quarters, expand=True)
+    result = PageReader.load("builtin:latin").read_page(page)
+    assert result["orientation"] == 90 * quarters and abs(result["skew"] + 4.0) < 0.5, result
+    read = result["text"].splitlines()
+    assert len(read) == len(PROSE) and sum(a == b for a, b in zip(read, PROSE)) >= 4, read
+    assert "which_way_up" in result["timings_ms"]

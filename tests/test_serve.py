@@ -496,18 +496,18 @@ def test_prometheus_metrics(service):
 
 
 def test_builtins_and_the_line_finder_read_a_page_with_no_training(service, tmp_path):
-    """`--recognizer builtin:digits --detector lines`: a page of numbers read over HTTP with
-    nothing trained (the last test here: it leaves this deployment up)."""
+    """`--recognizer builtin:latin --detector lines`: a page read over HTTP with nothing
+    trained, upright and upside down (the last test here: it leaves this deployment up)."""
     from ray import serve
 
     from ocr.data.synth.fonts import find_fonts
     from ocr.data.synth.page import render_page
     from ocr.serve.app import build_app
 
-    drawn = ["12 345 678", "2026-12-07 14:30", "98.6%", "+82 10-1234-5678"]
+    drawn = ["Total due 42.50 USD", "2026-12-07 14:30", "Thank you for shopping", "+82 10-1234-5678"]
     fonts = [f for f in find_fonts() if f.name == "DejaVu Sans"]
     page = render_page(drawn, fonts, np.random.default_rng(5), size=(480, 320), angle=3.0)
-    cfg = ServeConfig(**{**service["cfg"].to_json(), "recognizer": "builtin:digits", "detector": "lines",
+    cfg = ServeConfig(**{**service["cfg"].to_json(), "recognizer": "builtin:latin", "detector": "lines",
                          "max_lines": 20})
     serve.run(build_app(cfg), name="ocr", route_prefix="/")
     deadline = time.time() + 90
@@ -521,3 +521,9 @@ def test_builtins_and_the_line_finder_read_a_page_with_no_training(service, tmp_
     assert r.status_code == 200 and out["models"]["detector"]["arch"] == "classical lines", r.text[:500]
     assert [ln["text"] for ln in out["lines"]] == page.lines == drawn
     assert abs(out["angle"] - 3.0) < 0.5
+    # upside down: the classical skew finds the lines' axis, reading them both ways which way up
+    r = requests.post(f"{service['url']}/ocr", data=png(page.image.rotate(180)), timeout=120,
+                      headers={"Content-Type": "image/png"})
+    out = r.json()
+    assert r.status_code == 200 and out["orientation"] == 180 and abs(out["angle"] + 177.0) < 0.5, out
+    assert [ln["text"] for ln in out["lines"]] == drawn and "which_way_up" in out["timings_ms"]

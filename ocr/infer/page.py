@@ -15,6 +15,7 @@ import time
 import numpy as np
 from PIL import Image
 
+from ocr.infer import which_way_up as way_up
 from ocr.infer.detection import BoxReader
 from ocr.infer.layout import CLASSICAL, crop, find_lines, select_boxes, text_by_rows
 from ocr.infer.orientation import PageDeskewer
@@ -68,9 +69,15 @@ class PageReader:
         start = time.perf_counter()
         boxes, scores = self._boxes(upright)
         times["lines"] = time.perf_counter() - start
+        letters = way_up.tells_which_way_up(self.recognizer.charset)
+        if info["method"] == "classical" and len(boxes) and letters:   # a model's orientation is its own
+            start = time.perf_counter()
+            if self._reads_upside_down(upright, boxes):
+                upright, info = upright.transpose(Image.Transpose.ROTATE_180), way_up.turn_estimate(info)
+                boxes, scores = self._boxes(upright)
+            times["which_way_up"] = time.perf_counter() - start
         start = time.perf_counter()
-        pixels = np.asarray(upright.convert("L"))
-        crops = [Image.fromarray(np.ascontiguousarray(crop(pixels, b))) for b in boxes]
+        crops = _crops(upright, boxes)
         read = self.read_lines(crops) if crops else []
         times["recognize"] = time.perf_counter() - start
         lines = [{"text": r["text"], "confidence": r["confidence"], "box": [round(float(v), 1) for v in b],
@@ -85,3 +92,14 @@ class PageReader:
                 "orientation_confidence": round(float(info["confidence"]), 4),
                 "deskew_method": info["method"], "size": [page.width, page.height],
                 "timings_ms": {k: round(v * 1000, 2) for k, v in times.items()}}
+
+    def _reads_upside_down(self, page: Image.Image, boxes: np.ndarray) -> bool:
+        sample = _crops(page, boxes[way_up.sample_lines(boxes)])
+        as_found = [c for _, c in self.recognizer.read(sample)]
+        turned = [c for _, c in self.recognizer.read(way_up.half_turned(sample))]
+        return way_up.upside_down(as_found, turned)
+
+
+def _crops(page: Image.Image, boxes: np.ndarray) -> list[Image.Image]:
+    pixels = np.asarray(page.convert("L"))
+    return [Image.fromarray(np.ascontiguousarray(crop(pixels, b))) for b in boxes]

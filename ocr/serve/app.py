@@ -28,6 +28,7 @@ from ray.serve.exceptions import BackPressureError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ocr.infer.layout import crop, text_by_rows
+from ocr.infer.which_way_up import sample_lines, turn_estimate
 from ocr.serve import metrics
 from ocr.serve.config import NO_DESKEW, ServeConfig
 from ocr.serve.deployments import Deskewer, Detector, Recognizer
@@ -170,6 +171,11 @@ class OCRService:
             line.update(text=r["text"], confidence=r["confidence"])
         return results[-1]["model"]
 
+    async def reads_upside_down(self, page: np.ndarray, lines: list[dict]) -> bool:
+        """Whether the page's longest lines read better turned a half turn (which_way_up)."""
+        crops = [crop(page, lines[i]["box"]) for i in sample_lines(np.asarray([ln["box"] for ln in lines]))]
+        return await call(self.recognizer.reads_upside_down, crops)
+
     async def regions(self, page: np.ndarray) -> tuple[list[dict], dict | None]:
         if self.detector is None:
             h, w = page.shape[:2]
@@ -203,6 +209,11 @@ class OCRService:
             clock.lap("deskew")
         lines, models["detector"] = await self.regions(page)
         clock.lap("detect")
+        if deskew["method"] == "classical" and self.detector is not None and lines:
+            if await self.reads_upside_down(page, lines):   # the classical skew's axis, not which way up
+                page, deskew = np.ascontiguousarray(page[::-1, ::-1]), turn_estimate(deskew)
+                lines, _ = await self.regions(page)
+            clock.lap("which_way_up")
         models["recognizer"] = await self.read_lines(page, lines)
         clock.lap("recognize")
         out = {"angle": deskew["angle"], "skew": deskew.get("skew"), "orientation": deskew.get("orientation"),

@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 import torch
 from ray import serve
 
+from ocr.infer.which_way_up import tells_which_way_up, upside_down
 from ocr.serve.stages import DeskewerStage, DetectorStage, RecognizerStage
 
 # A page fans out into up to max_lines crop calls, so the stages queue deep; overload is
@@ -166,6 +167,15 @@ class Recognizer(_Swappable):
         """Per request, a list of line images (uint8 arrays); per request, {"text",
         "confidence", "model"} per line."""
         return list(await asyncio.gather(*(self.merger.submit(crops) for crops in requests)))
+
+    async def reads_upside_down(self, crops: list) -> bool:
+        """Whether these lines of a page read better turned a half turn (which_way_up), in
+        the batches of the other requests."""
+        if not tells_which_way_up(self.stage.reader.charset):
+            return False
+        as_found, turned = await asyncio.gather(self.merger.submit(crops),
+                                                self.merger.submit([c[::-1, ::-1] for c in crops]))
+        return upside_down([r["confidence"] for r in as_found], [r["confidence"] for r in turned])
 
     async def _read(self, crops: list) -> list[dict]:
         stage = self.stage

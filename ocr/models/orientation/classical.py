@@ -7,12 +7,19 @@ half turn in 1-degree steps on at most :data:`COARSE_POINTS` pixels (lines and t
 across them both give peaks, a quarter turn apart: either one names the same skew), then in
 0.1-degree steps around the best with every pixel, and a parabola through the best three
 scores refines it. The skew is the line angle modulo 90,
-in [-45, 45); the method cannot tell which way up a page is, so its orientation is always 0.
+in [-45, 45).
+
+Which way the lines run (across the page or down it, a quarter turn) comes from the ink
+straightened by the skew: runs of inked rows are as tall as a line, runs of inked columns as
+long as the lines (words of the lines above and below overlap), and a quarter turn swaps
+them. Which way up the page is, this method cannot tell (180 from 0, 270 from 90): reading
+the lines can (:mod:`ocr.infer.which_way_up`).
 """
 
 from __future__ import annotations
 
 import numpy as np
+from PIL import Image
 
 from ocr.models.orientation.angles import wrap
 from ocr.models.orientation.preprocess import PageInk
@@ -52,3 +59,20 @@ def classical_skew(ink: PageInk, coarse: float = 1.0, fine: float = 0.1) -> tupl
     angle = local[i] + fine * _parabola(near[i - 1], near[i], near[i + 1])
     confidence = 1.0 - float(np.median(scores)) / max(float(near.max()), 1e-12)
     return float(wrap(angle, 90.0)), max(0.0, confidence)
+
+
+def _run_length(inked: np.ndarray) -> float:
+    """Mean length of the runs of True in a 1-D mask, each run weighted by its length (specks
+    of noise count little); 0 with none."""
+    edges = np.diff(np.concatenate([[0], inked.astype(np.int8), [0]]))
+    runs = (np.flatnonzero(edges == -1) - np.flatnonzero(edges == 1)).astype(np.float64)
+    return float((runs ** 2).sum() / runs.sum()) if len(runs) else 0.0
+
+
+def lines_across(ink: np.ndarray, angle: float) -> bool:
+    """Whether the text lines of an ink map (float (H, W) in [0, 1]) turned by ``angle`` degrees
+    (counter-clockwise, as PIL turns) run across it rather than down it; True without ink."""
+    turned = Image.fromarray((np.clip(ink, 0, 1) * 255).astype(np.uint8)).rotate(angle, Image.BILINEAR,
+                                                                                 expand=True)
+    inked = np.asarray(turned) >= 128
+    return _run_length(inked.any(0)) >= _run_length(inked.any(1))

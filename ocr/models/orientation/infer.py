@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ocr.models.orientation.angles import compose
-from ocr.models.orientation.classical import classical_skew
+from ocr.models.orientation.classical import classical_skew, lines_across
 from ocr.models.orientation.model import OrientationNet
 from ocr.models.orientation.preprocess import PageInk, PagePreprocess, rotation
 
@@ -53,11 +53,15 @@ def orientation_probs(model: OrientationNet, prep: PagePreprocess, inks: list[Pa
 
 
 def classical_estimate(ink: PageInk, turn: float = 0.0) -> dict:
-    """The projection-profile estimate of one page (orientation always 0)."""
+    """The projection-profile estimate of one page: its skew, and which way its lines run
+    (orientation 0 across the page, 90 down it: the method cannot tell 180 from 0 or 270 from
+    90)."""
+    original = ink.ink
     if turn:
         h, w = ink.ink.shape
         centre = np.array([w / 2, h / 2], np.float32)
         ink = ink._replace(points=((ink.points - centre) @ rotation(turn).T.astype(np.float32) + centre))
     skew, conf = classical_skew(ink)
-    return {"angle": compose(skew, 0), "skew": skew, "orientation": 0, "confidence": conf,
+    quarter = 0 if conf == 0 or lines_across(original, turn - skew) else 90
+    return {"angle": compose(skew, quarter), "skew": skew, "orientation": quarter, "confidence": conf,
             "method": "classical"}

@@ -1,0 +1,143 @@
+"""Which way up, and how skewed: ``ocr read``'s page orientation against Tesseract's OSD
+(``--psm 0``) on held-out text pages, in one run.
+
+    python benchmarks/orient_pages.py [--sets korean latin] [--pages 100] \
+        [--model korean=recipes/korean/model]
+
+Pages (seeded, ``OUT/orient-SET/page-NNN.png`` + ``.json``): 6-14 lines of a held-out set's
+text (``benchmarks/heldout_lines.py``'s mixes) in one of its held-out faces (fonts no recipe
+trains on), 16-30 px lines, grey ink on a plain grey ground; 70% of the pages are skewed
+within +-45 degrees, 30% are turned by a quarter, half or three-quarter turn (and a scanner's
++-3 degrees). A page's angle = skew (in [-45, 45)) + orientation (0/90/180/270).
+Engines: :class:`ocr.infer.PageReader` with the set's built-in recogniser (and ``--model``
+checkpoints): the classical skew and axis of the lines, then which way up by reading; the
+classical estimate alone (skew and axis only); Tesseract 5 OSD, one process per page (its
+orientation only: it has no skew).
+Figures: orientation accuracy over all pages, skew MAE (degrees, over the pages an engine got
+the orientation of), pages/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from heldout_lines import HELD_OUT, SEED, TEXT, check_exclusion  # noqa: E402
+from read_pages import STYLE  # noqa: E402
+
+from ocr.checkpoint import builtin_names  # noqa: E402
+from ocr.data.synth.fonts import find_fonts, fonts_covering  # noqa: E402
+from ocr.data.synth.page import render_page  # noqa: E402
+from ocr.data.synth.text import parse_text_source  # noqa: E402
+from ocr.infer import PageDeskewer, PageReader  # noqa: E402
+from ocr.models.orientation import wrap  # noqa: E402
+
+VERSION = "12-07c"
+SETS = ("korean", "latin")
+TURNED = 0.3          # the share of pages turned by a quarter, half or three-quarter turn
+_TURN = {1: Image.Transpose.ROTATE_90, 2: Image.Transpose.ROTATE_180, 3: Image.Transpose.ROTATE_270}
+
+
+def render_pages(name: str, out: Path, count: int) -> list[tuple[Path, dict]]:
+    """The set's pages and their truth (kept when already rendered at this VERSION and count)."""
+    root = out / f"orient-{name}"
+    stamp = root / "VERSION"
+    if not (stamp.is_file() and stamp.read_text().strip() == f"{VERSION} {count}"):
+        root.mkdir(parents=True, exist_ok=True)
+        source, rng = parse_text_source(TEXT[name]), np.random.default_rng([SEED, 11, len(name)])
+        faces = [f for f in find_fonts() if f.matches(*HELD_OUT[name])]
+        for i in range(count):
+            font = faces[int(rng.integers(len(faces)))]
+            lines = [next(t for t in (source.sample(rng) for _ in range(200)) if fonts_covering([font], t))
+                     for _ in range(int(rng.integers(6, 15)))]
+            quarters = int(rng.integers(1, 4)) if rng.random() < TURNED else 0
+            skew = float(rng.uniform(-3, 3) if quarters else rng.uniform(-45, 45))
+            page = render_page(lines, [font], rng, size=(900, 1200), angle=skew, style=STYLE).image
+            page = page.convert("L")
+            if quarters:
+                page = page.transpose(_TURN[quarters])   # PIL's ROTATE_90 turns counter-clockwise
+            page.save(root / f"page-{i:03d}.png")
+            truth = {"skew": skew, "orientation": 90 * quarters, "font": font.name}
+            (root / f"page-{i:03d}.json").write_text(json.dumps(truth) + "\n")
+        stamp.write_text(f"{VERSION} {count}\n")
+    paths = sorted(root.glob("page-*.png"))[:count]
+    return [(p, json.loads(p.with_suffix(".json").read_text())) for p in paths]
+
+
+def run_reader(checkpoint: str, paths: list[Path]) -> tuple[list[dict], float]:
+    reader = PageReader.load(checkpoint)
+    images = [Image.open(p).convert("L") for p in paths]
+    reader.read_page(images[0])   # warm-up
+    started = time.perf_counter()
+    found = [reader.read_page(im) for im in images]
+    return found, time.perf_counter() - started
+
+
+def run_classical(paths: list[Path]) -> tuple[list[dict], float]:
+    deskewer = PageDeskewer.load(None)
+    images = [Image.open(p).convert("L") for p in paths]
+    started = time.perf_counter()
+    found = [deskewer.estimate(im) for im in images]
+    return found, time.perf_counter() - started
+
+
+def run_osd(paths: list[Path]) -> tuple[list[dict], float]:
+    """Tesseract's orientation: ``Rotate: R`` turns the page clockwise by R to upright it, so the
+    page was turned counter-clockwise by R (no answer, e.g. too few characters: 0)."""
+    found, started = [], time.perf_counter()
+    for p in paths:
+        out = subprocess.run(["tesseract", str(p), "stdout", "--psm", "0"], capture_output=True, text=True)
+        m = re.search(r"^Rotate: (\d+)", out.stdout, re.M)
+        found.append({"orientation": int(m.group(1)) % 360 if m else 0, "skew": None})
+    return found, time.perf_counter() - started
+
+
+def score(truth: list[dict], found: list[dict]) -> tuple[float, float | None]:
+    right = [t["orientation"] == f["orientation"] % 360 for t, f in zip(truth, found)]
+    errors = [abs(wrap(f["skew"] - t["skew"], 90.0)) for t, f, ok in zip(truth, found, right)
+              if ok and f["skew"] is not None]
+    return float(np.mean(right)), (float(np.mean(errors)) if errors else None)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pages", type=int, default=100, help="pages per set")
+    parser.add_argument("--out", default="/tmp/ocr-bench/pages", help="folder of the page sets")
+    parser.add_argument("--sets", nargs="+", default=list(SETS), choices=list(SETS), help="sets to run")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads for ocr read")
+    parser.add_argument("--model", nargs="+", default=[], metavar="SET=CHECKPOINT",
+                        help="also read SET with a recogniser not shipped yet (a recipe's OUT/model)")
+    parser.add_argument("--no-tesseract", action="store_true", help="leave Tesseract's OSD out")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    check_exclusion()
+    shipped = builtin_names()
+    print(f"{'set':8} {'engine':28} {'orientation':>11} {'skew MAE':>9} {'pages/s':>8}")
+    for name in args.sets:
+        pages = render_pages(name, Path(args.out), args.pages)
+        paths, truth = [p for p, _ in pages], [t for _, t in pages]
+        runs = [(f"ocr read builtin:{name}", run_reader, (f"builtin:{name}", paths))] * (name in shipped)
+        runs += [(f"ocr read {Path(ckpt).parent.name}", run_reader, (ckpt, paths))
+                 for set_name, _, ckpt in (m.partition("=") for m in args.model) if set_name == name]
+        runs.append(("classical (skew, axis)", run_classical, (paths,)))
+        if not args.no_tesseract:
+            runs.append(("tesseract --psm 0 (OSD)", run_osd, (paths,)))
+        for engine, run, run_args in runs:
+            found, seconds = run(*run_args)
+            accuracy, mae = score(truth, found)
+            print(f"{name:8} {engine:28} {accuracy:11.1%} {'-' if mae is None else f'{mae:.3f}':>9} "
+                  f"{len(paths) / seconds:8.2f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
