@@ -181,7 +181,7 @@ def test_bad_serve_configs_are_refused(models, tmp_path):
     from ocr.serve.app import build_app
 
     with pytest.raises(ConfigError, match="recognizer: expected a recognition checkpoint"):
-        ServeConfig()
+        ServeConfig(recognizer="")
     with pytest.raises(ConfigError, match="min_score"):
         _config(models, min_score=2)
     with pytest.raises(ConfigError, match="formats"):

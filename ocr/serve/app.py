@@ -269,8 +269,9 @@ def build_app(args: dict):
     cfg = (args if isinstance(args, ServeConfig) else ServeConfig(**(args or {})))
     cfg.check_checkpoints()
     recognizer = Recognizer.options(user_config=cfg.recognizer_config()).bind()
-    detector = Detector.options(user_config=cfg.stage_config(cfg.detector)).bind() if cfg.detector else None
-    deskewer = None
+    detector = deskewer = None
+    if cfg.finds_lines:
+        detector = Detector.options(user_config=cfg.stage_config(cfg.detector)).bind()
     if cfg.deskewer != NO_DESKEW:
         deskewer = Deskewer.options(user_config=cfg.stage_config(cfg.deskewer)).bind()
     ingress = OCRService

@@ -10,16 +10,18 @@ from ocr.data.images import ALLOWED_FORMATS
 from ocr.serve.uploads import UploadLimits
 
 NO_DESKEW = "off"
+NO_DETECTOR = "off"
 CLASSICAL = "lines"   # ocr.infer.layout.CLASSICAL, the line finder (not imported: it pulls in torch)
+DEFAULT_RECOGNIZER = "builtin:korean"   # ocr read's default language: Hangul, Latin, digits
 
 
 @dataclass
 class ServeConfig:
-    recognizer: str = opt("", "recognition checkpoint, run folder (its best/) or s3:// URI",
-                          path="checkpoint")
-    detector: str = opt("", "ROI detection checkpoint; lines: the classical line finder (print on a "
-                        "plain ground, no model); empty: each image is read as one line",
-                        path="checkpoint", keep=(CLASSICAL,))
+    recognizer: str = opt(DEFAULT_RECOGNIZER, "recognition checkpoint, run folder (its best/), s3:// URI "
+                          "or builtin:NAME (ocr models --builtin)", path="checkpoint")
+    detector: str = opt(CLASSICAL, "ROI detection checkpoint; lines: the classical line finder (print "
+                        "on a plain ground, no model); off: each image is read as one line",
+                        path="checkpoint", keep=(CLASSICAL, NO_DETECTOR))
     deskewer: str = opt("", "orientation checkpoint; empty: the classical deskew; off: none",
                         path="checkpoint", keep=(NO_DESKEW,))
     device: str = opt("auto", "auto (cuda when available), cpu or cuda", choices=("auto", "cpu", "cuda"))
@@ -58,6 +60,11 @@ class ServeConfig:
     def limits(self) -> UploadLimits:
         return UploadLimits(self.max_bytes, self.max_pixels, tuple(f.upper() for f in self.formats))
 
+    @property
+    def finds_lines(self) -> bool:
+        """Whether pages go through a Detector stage (else each image is one line)."""
+        return self.detector not in ("", NO_DETECTOR)
+
     def stage_config(self, checkpoint: str, **extra) -> dict:
         """A stage's user_config."""
         return {"checkpoint": checkpoint, "device": self.device, "threads": self.threads, **extra}
@@ -75,7 +82,7 @@ class ServeConfig:
         for name, task in wanted.items():
             path = getattr(self, name)
             if not path or (name == "deskewer" and path == NO_DESKEW) or (name == "detector" and
-                                                                        path == CLASSICAL):
+                                                                        path in (CLASSICAL, NO_DETECTOR)):
                 continue
             try:
                 checkpoint.read_meta(path, task)
