@@ -1,5 +1,6 @@
-"""Which way up, and how skewed: ``ocr read``'s page orientation against Tesseract's OSD
-(``--psm 0``) on held-out text pages, in one run.
+"""Pages scanned or photographed any way round: ``ocr read``'s orientation and page text
+against Tesseract's (OSD, ``--psm 0``; text, ``--psm 1``: layout with OSD) on held-out text
+pages, in one run.
 
     python benchmarks/orient_pages.py [--sets korean latin] [--pages 100] \
         [--model korean=recipes/korean/model]
@@ -10,11 +11,13 @@ trains on), 16-30 px lines, grey ink on a plain grey ground; 70% of the pages ar
 within +-45 degrees, 30% are turned by a quarter, half or three-quarter turn (and a scanner's
 +-3 degrees). A page's angle = skew (in [-45, 45)) + orientation (0/90/180/270).
 Engines: :class:`ocr.infer.PageReader` with the set's built-in recogniser (and ``--model``
-checkpoints): the classical skew and axis of the lines, then which way up by reading; the
-classical estimate alone (skew and axis only); Tesseract 5 OSD, one process per page (its
-orientation only: it has no skew).
+checkpoints): the classical skew and axis of the lines, then which way up by reading, then
+the page read; the classical estimate alone (skew and axis only); Tesseract 5 OSD, one
+process per page (orientation only: it has no skew); Tesseract 5 reading the pages
+(``--psm 1``, all pages in one process).
 Figures: orientation accuracy over all pages, skew MAE (degrees, over the pages an engine got
-the orientation of), pages/s.
+the orientation of), page CER (``benchmarks/read_pages.py``'s: lines in reading order),
+pages/s.
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from heldout_lines import HELD_OUT, SEED, TEXT, check_exclusion  # noqa: E402
-from read_pages import STYLE  # noqa: E402
+from read_pages import STYLE, page_cer, page_text  # noqa: E402
+from vs_tesseract import TESSERACT_LANG, run_tesseract  # noqa: E402
 
 from ocr.checkpoint import builtin_names  # noqa: E402
 from ocr.data.synth.fonts import find_fonts, fonts_covering  # noqa: E402
@@ -42,7 +46,7 @@ from ocr.data.synth.text import parse_text_source  # noqa: E402
 from ocr.infer import PageDeskewer, PageReader  # noqa: E402
 from ocr.models.orientation import wrap  # noqa: E402
 
-VERSION = "12-07c"
+VERSION = "12-07d"
 SETS = ("korean", "latin")
 TURNED = 0.3          # the share of pages turned by a quarter, half or three-quarter turn
 _TURN = {1: Image.Transpose.ROTATE_90, 2: Image.Transpose.ROTATE_180, 3: Image.Transpose.ROTATE_270}
@@ -62,36 +66,42 @@ def render_pages(name: str, out: Path, count: int) -> list[tuple[Path, dict]]:
                      for _ in range(int(rng.integers(6, 15)))]
             quarters = int(rng.integers(1, 4)) if rng.random() < TURNED else 0
             skew = float(rng.uniform(-3, 3) if quarters else rng.uniform(-45, 45))
-            page = render_page(lines, [font], rng, size=(900, 1200), angle=skew, style=STYLE).image
-            page = page.convert("L")
+            sample = render_page(lines, [font], rng, size=(900, 1200), angle=skew, style=STYLE)
+            page = sample.image.convert("L")
             if quarters:
                 page = page.transpose(_TURN[quarters])   # PIL's ROTATE_90 turns counter-clockwise
             page.save(root / f"page-{i:03d}.png")
-            truth = {"skew": skew, "orientation": 90 * quarters, "font": font.name}
+            truth = {"skew": skew, "orientation": 90 * quarters, "font": font.name,
+                     "text": page_text(sample.lines)}
             (root / f"page-{i:03d}.json").write_text(json.dumps(truth) + "\n")
         stamp.write_text(f"{VERSION} {count}\n")
     paths = sorted(root.glob("page-*.png"))[:count]
     return [(p, json.loads(p.with_suffix(".json").read_text())) for p in paths]
 
 
-def run_reader(checkpoint: str, paths: list[Path]) -> tuple[list[dict], float]:
+def run_reader(checkpoint: str, paths: list[Path]) -> tuple[list[dict], list[str], float]:
     reader = PageReader.load(checkpoint)
     images = [Image.open(p).convert("L") for p in paths]
     reader.read_page(images[0])   # warm-up
     started = time.perf_counter()
     found = [reader.read_page(im) for im in images]
-    return found, time.perf_counter() - started
+    return found, [f["text"] for f in found], time.perf_counter() - started
 
 
-def run_classical(paths: list[Path]) -> tuple[list[dict], float]:
+def run_classical(paths: list[Path]) -> tuple[list[dict], None, float]:
     deskewer = PageDeskewer.load(None)
     images = [Image.open(p).convert("L") for p in paths]
     started = time.perf_counter()
     found = [deskewer.estimate(im) for im in images]
-    return found, time.perf_counter() - started
+    return found, None, time.perf_counter() - started
 
 
-def run_osd(paths: list[Path]) -> tuple[list[dict], float]:
+def run_tesseract_text(lang: str, paths: list[Path]) -> tuple[None, list[str], float]:
+    texts, seconds = run_tesseract(lang, paths, None, "1")
+    return None, texts, seconds
+
+
+def run_osd(paths: list[Path]) -> tuple[list[dict], None, float]:
     """Tesseract's orientation: ``Rotate: R`` turns the page clockwise by R to upright it, so the
     page was turned counter-clockwise by R (no answer, e.g. too few characters: 0)."""
     found, started = [], time.perf_counter()
@@ -99,7 +109,7 @@ def run_osd(paths: list[Path]) -> tuple[list[dict], float]:
         out = subprocess.run(["tesseract", str(p), "stdout", "--psm", "0"], capture_output=True, text=True)
         m = re.search(r"^Rotate: (\d+)", out.stdout, re.M)
         found.append({"orientation": int(m.group(1)) % 360 if m else 0, "skew": None})
-    return found, time.perf_counter() - started
+    return found, None, time.perf_counter() - started
 
 
 def score(truth: list[dict], found: list[dict]) -> tuple[float, float | None]:
@@ -122,7 +132,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     check_exclusion()
     shipped = builtin_names()
-    print(f"{'set':8} {'engine':28} {'orientation':>11} {'skew MAE':>9} {'pages/s':>8}")
+    print(f"{'set':8} {'engine':28} {'orientation':>11} {'skew MAE':>9} {'page CER':>9} {'pages/s':>8}")
     for name in args.sets:
         pages = render_pages(name, Path(args.out), args.pages)
         paths, truth = [p for p, _ in pages], [t for _, t in pages]
@@ -131,12 +141,19 @@ def main() -> None:
                  for set_name, _, ckpt in (m.partition("=") for m in args.model) if set_name == name]
         runs.append(("classical (skew, axis)", run_classical, (paths,)))
         if not args.no_tesseract:
-            runs.append(("tesseract --psm 0 (OSD)", run_osd, (paths,)))
+            runs += [("tesseract --psm 0 (OSD)", run_osd, (paths,)),
+                     (f"tesseract -l {TESSERACT_LANG[name]} --psm 1", run_tesseract_text,
+                      (TESSERACT_LANG[name], paths))]
         for engine, run, run_args in runs:
-            found, seconds = run(*run_args)
-            accuracy, mae = score(truth, found)
-            print(f"{name:8} {engine:28} {accuracy:11.1%} {'-' if mae is None else f'{mae:.3f}':>9} "
-                  f"{len(paths) / seconds:8.2f}", flush=True)
+            found, texts, seconds = run(*run_args)
+            accuracy, mae = score(truth, found) if found else (None, None)
+            cer = page_cer([t["text"] for t in truth], texts) if texts else None
+            print(f"{name:8} {engine:28} {_figure(accuracy, '.1%'):>11} {_figure(mae, '.3f'):>9} "
+                  f"{_figure(cer, '.4f'):>9} {len(paths) / seconds:8.2f}", flush=True)
+
+
+def _figure(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
 
 
 if __name__ == "__main__":
