@@ -17,7 +17,9 @@ process per page (orientation only: it has no skew); Tesseract 5 reading the pag
 (``--psm 1``, all pages in one process).
 Figures: orientation accuracy over all pages, skew MAE (degrees, over the pages an engine got
 the orientation of), page CER (``benchmarks/read_pages.py``'s: lines in reading order),
-pages/s.
+pages/s. Then blank and near-blank pages (``--blank``: plain, noisy, textured, unevenly lit,
+folded or specked paper, ink a few grey levels from the paper; JPEG at quality 60): the share
+each engine answers with no text.
 """
 
 from __future__ import annotations
@@ -79,6 +81,52 @@ def render_pages(name: str, out: Path, count: int) -> list[tuple[Path, dict]]:
     return [(p, json.loads(p.with_suffix(".json").read_text())) for p in paths]
 
 
+BLANK_KINDS = ("plain", "noise", "gradient", "vignette", "texture", "specks", "fold", "faint")
+
+
+def render_blank(out: Path, count: int) -> list[Path]:
+    """Blank and near-blank pages, cycling through :data:`BLANK_KINDS` (kept when rendered)."""
+    root = out / "blank"
+    stamp = root / "VERSION"
+    if not (stamp.is_file() and stamp.read_text().strip() == f"{VERSION} {count}"):
+        root.mkdir(parents=True, exist_ok=True)
+        rng = np.random.default_rng([SEED, 13])
+        h, w = 1200, 900
+        yy, xx = np.mgrid[0:h, 0:w] / np.array([h, w])[:, None, None]
+        for i in range(count):
+            kind, a = BLANK_KINDS[i % len(BLANK_KINDS)], np.full((h, w), rng.uniform(170, 250))
+            if kind == "noise":
+                a += rng.normal(0, rng.uniform(4, 12), (h, w))
+            elif kind == "gradient":
+                a -= rng.uniform(30, 80) * xx + rng.uniform(0, 40) * yy
+            elif kind == "vignette":
+                a -= rng.uniform(60, 160) * ((xx - 0.5) ** 2 + (yy - 0.5) ** 2)
+            elif kind == "texture":
+                coarse = rng.normal(0, 1, (h // 8, w // 8)).astype(np.float32)
+                a += rng.uniform(5, 15) * np.asarray(Image.fromarray(coarse).resize((w, h), Image.BICUBIC))
+            elif kind == "specks":
+                for y, x in zip(rng.integers(0, h - 3, 40), rng.integers(0, w - 3, 40)):
+                    a[y:y + 3, x:x + 3] -= 120
+            elif kind == "fold":
+                a[:, w // 2 - 2:w // 2 + 2] -= rng.uniform(20, 50)
+            elif kind == "faint":   # a line of text 2-4 grey levels from the paper
+                a = _faint_text(a, float(rng.uniform(2, 4)))
+            Image.fromarray(np.clip(a, 0, 255).astype(np.uint8)).save(root / f"blank-{i:03d}.jpg", quality=60)
+        stamp.write_text(f"{VERSION} {count}\n")
+    return sorted(root.glob("blank-*.jpg"))[:count]
+
+
+def _faint_text(a: np.ndarray, levels: float) -> np.ndarray:
+    from PIL import ImageDraw
+
+    from ocr.data.synth.fonts import find_fonts, load_font
+
+    ink = Image.new("L", (a.shape[1], a.shape[0]), 0)
+    font = load_font(next(f for f in find_fonts() if f.matches(*HELD_OUT["latin"])), 28)
+    ImageDraw.Draw(ink).text((80, 120), "a faint line of text", fill=255, font=font)
+    return a - levels * np.asarray(ink, np.float64) / 255
+
+
 def run_reader(checkpoint: str, paths: list[Path]) -> tuple[list[dict], list[str], float]:
     reader = PageReader.load(checkpoint)
     images = [Image.open(p).convert("L") for p in paths]
@@ -127,7 +175,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch threads for ocr read")
     parser.add_argument("--model", nargs="+", default=[], metavar="SET=CHECKPOINT",
                         help="also read SET with a recogniser not shipped yet (a recipe's OUT/model)")
-    parser.add_argument("--no-tesseract", action="store_true", help="leave Tesseract's OSD out")
+    parser.add_argument("--blank", type=int, default=40, help="blank and near-blank pages (0: none)")
+    parser.add_argument("--no-tesseract", action="store_true", help="leave Tesseract out")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     check_exclusion()
@@ -150,6 +199,21 @@ def main() -> None:
             cer = page_cer([t["text"] for t in truth], texts) if texts else None
             print(f"{name:8} {engine:28} {_figure(accuracy, '.1%'):>11} {_figure(mae, '.3f'):>9} "
                   f"{_figure(cer, '.4f'):>9} {len(paths) / seconds:8.2f}", flush=True)
+    if args.blank:
+        blank_figures(args, [f"builtin:{n}" for n in args.sets if n in shipped]
+                      + [ckpt for _, _, ckpt in (m.partition("=") for m in args.model)])
+
+
+def blank_figures(args, models: list[str]) -> None:
+    paths = render_blank(Path(args.out), args.blank)
+    print(f"\n{len(paths)} blank and near-blank pages: the share answered with no text")
+    for checkpoint in models:
+        found, _, seconds = run_reader(checkpoint, paths)
+        print(f"  ocr read {checkpoint:30} {np.mean([f['no_text'] for f in found]):7.1%}  "
+              f"({len(paths) / seconds:.1f} pages/s; angle 0 on all: {all(f['angle'] == 0 for f in found)})")
+    if not args.no_tesseract:
+        _, texts, _ = run_tesseract_text("eng", paths)
+        print(f"  {'tesseract -l eng --psm 1':39} {np.mean([not t.strip() for t in texts]):7.1%}")
 
 
 def _figure(value: float | None, spec: str) -> str:

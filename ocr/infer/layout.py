@@ -122,7 +122,7 @@ def find_lines(page: Image.Image, column_gap: float = COLUMN_GAP) -> np.ndarray:
                 merged.append([start, end])
         for x0, x1 in merged:
             rows = np.flatnonzero(band[:, x0:x1].any(1))
-            if x1 - x0 >= 2 and len(rows):
+            if x1 - x0 >= 2 and len(rows) and rows[-1] + 1 - rows[0] >= MIN_LINE_HEIGHT:   # not a speck
                 boxes.append((x0, top + rows[0], x1, top + rows[-1] + 1))
     boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
     return boxes[reading_order(boxes)]
