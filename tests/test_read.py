@@ -152,3 +152,16 @@ def test_a_page_turned_any_way_reads_upright(dejavu, quarters):
     read = result["text"].splitlines()
     assert len(read) == len(PROSE) and sum(a == b for a, b in zip(read, PROSE)) >= 4, read
     assert "which_way_up" in result["timings_ms"]
+
+
+def test_which_way_up_takes_a_margin_most_lines_and_letters():
+    from ocr.charset import Charset
+    from ocr.infer.which_way_up import tells_which_way_up, upside_down
+
+    assert upside_down([0.01] * 4, [0.5] * 4)                      # 3.9 nats a line, every line
+    assert not upside_down([0.5] * 4, [0.9] * 4)                   # 0.6 nats a line: a tie
+    assert not upside_down([0.5, 0.5, 0.5], [1.0, 1e-3, 1e-3]) and not upside_down([0.5, 0.5, 0.5],
+                                                                                   [1e-9, 0.9, 0.9])
+    assert not upside_down([], [])
+    assert not tells_which_way_up(Charset.from_string("0123456789 +-.,:/%"))   # 6 and 9 swap
+    assert tells_which_way_up(Charset.from_string("abcdefghijklmnopqrstuvwxyz0123456789"))

@@ -216,7 +216,11 @@ class OCRService:
             clock.lap("which_way_up")
         models["recognizer"] = await self.read_lines(page, lines)
         clock.lap("recognize")
-        out = {"angle": deskew["angle"], "skew": deskew.get("skew"), "orientation": deskew.get("orientation"),
+        no_text = not any(ln.get("text", "").strip() for ln in lines)
+        if no_text:   # nothing read: no angle to speak of, whatever the estimate made of the blank
+            deskew = {**deskew, "angle": 0.0, "skew": 0.0, "orientation": 0}
+        out = {"no_text": no_text, "angle": deskew["angle"], "skew": deskew.get("skew"),
+               "orientation": deskew.get("orientation"),
                "deskew_method": deskew.get("method"), "size": [page.shape[1], page.shape[0]],
                "lines": lines, "text": text_by_rows(lines),
                "timings_ms": clock.done(), "models": models}
