@@ -13,7 +13,9 @@ reads the set in one process, ``--psm 7``: one line per image). Engines:
 
 * ``builtin:NAME`` (``ocr.infer.LineReader``, batches of 64, ``--threads`` torch threads);
 * Tesseract 5, ``-l kor`` / ``-l eng`` (digits: ``eng`` limited to the digit set's symbols);
-* RapidOCR (PP-OCR's ONNX recogniser, Chinese/English) on the Latin and digit sets.
+* RapidOCR (PP-OCR's ONNX recogniser, Chinese/English) on the Latin and digit sets;
+* ``--char-model SET=CHECKPOINT``: seed 003's second stage, a per-character detector
+  (``ocr train detection --target char``) reading each line image as one line box.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from heldout_lines import PARTS, TEXT, check_exclusion, render_set  # noqa: E402
 
 from ocr.checkpoint import builtin_names  # noqa: E402
-from ocr.infer import LineReader  # noqa: E402
+from ocr.infer import BoxReader, LineReader  # noqa: E402
 
 APT = ["tesseract-ocr", "tesseract-ocr-kor", "tesseract-ocr-eng", "fonts-unfonts-core", "fonts-baekmuk",
        "fonts-dseg", "fonts-liberation2"]
@@ -123,6 +125,17 @@ def run_rapidocr(paths: list[Path]) -> tuple[list[str], float]:
     return texts, time.perf_counter() - started
 
 
+def run_char_detector(checkpoint: str, paths: list[Path]) -> tuple[list[str], float]:
+    reader = BoxReader.load(checkpoint)
+    if reader.kind != "char":
+        raise SystemExit(f"{checkpoint}: expected a char detector, found a {reader.target!r} one")
+    pages = [Image.open(io.BytesIO(p.read_bytes())).convert("RGB") for p in paths]
+    started = time.perf_counter()
+    texts = [reader.lines(page, np.array([[0, 0, page.width, page.height]], np.float32))[0][1]
+             for page in pages]
+    return texts, time.perf_counter() - started
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--setup", action="store_true",
@@ -133,6 +146,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch threads for the built-ins")
     parser.add_argument("--model", nargs="+", default=[], metavar="SET=CHECKPOINT",
                         help="also read SET with a checkpoint not shipped yet (a recipe's OUT/model)")
+    parser.add_argument("--char-model", nargs="+", default=[], metavar="SET=CHECKPOINT",
+                        help="also read SET with a char detector, each line image one line box")
     args = parser.parse_args()
     if args.setup:
         setup()
@@ -146,6 +161,8 @@ def main() -> None:
                 for b in BUILTINS[name] if b in shipped]
         runs += [(Path(ckpt).parent.name or ckpt, run_builtin, (ckpt, paths))
                  for set_name, _, ckpt in (m.partition("=") for m in args.model) if set_name == name]
+        runs += [(f"chars {Path(ckpt).name}", run_char_detector, (ckpt, paths))
+                 for set_name, _, ckpt in (m.partition("=") for m in args.char_model) if set_name == name]
         whitelist = DIGIT_SYMBOLS if name == "digits" else None
         runs.append((f"tesseract -l {TESSERACT_LANG[name]}", run_tesseract,
                      (TESSERACT_LANG[name], paths, whitelist)))
