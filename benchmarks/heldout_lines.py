@@ -56,6 +56,11 @@ SEED = 20261207
 VERSION = "12-07b"
 
 
+def models_for(specs: list[str], name: str) -> list[str]:
+    """The checkpoints of ``--model SET=CHECKPOINT`` arguments that are for set ``name``."""
+    return [ckpt for set_name, _, ckpt in (s.partition("=") for s in specs) if set_name == name]
+
+
 def held_out_faces() -> set[str]:
     names = {n for names in HELD_OUT.values() for n in names}
     return {f.name for f in find_fonts() if f.matches(*names)}

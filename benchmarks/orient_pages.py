@@ -37,15 +37,15 @@ import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from heldout_lines import HELD_OUT, SEED, TEXT, check_exclusion  # noqa: E402
-from read_pages import STYLE, page_cer, page_text  # noqa: E402
+from heldout_lines import HELD_OUT, SEED, TEXT, check_exclusion, models_for  # noqa: E402
+from read_pages import STYLE, page_cer, page_text, read_all  # noqa: E402
 from vs_tesseract import TESSERACT_LANG, run_tesseract  # noqa: E402
 
 from ocr.checkpoint import builtin_names  # noqa: E402
 from ocr.data.synth.fonts import find_fonts, fonts_covering  # noqa: E402
 from ocr.data.synth.page import render_page  # noqa: E402
 from ocr.data.synth.text import parse_text_source  # noqa: E402
-from ocr.infer import PageDeskewer, PageReader  # noqa: E402
+from ocr.infer import PageDeskewer  # noqa: E402
 from ocr.models.orientation import wrap  # noqa: E402
 
 VERSION = "12-07d"
@@ -128,12 +128,8 @@ def _faint_text(a: np.ndarray, levels: float) -> np.ndarray:
 
 
 def run_reader(checkpoint: str, paths: list[Path]) -> tuple[list[dict], list[str], float]:
-    reader = PageReader.load(checkpoint)
-    images = [Image.open(p).convert("L") for p in paths]
-    reader.read_page(images[0])   # warm-up
-    started = time.perf_counter()
-    found = [reader.read_page(im) for im in images]
-    return found, [f["text"] for f in found], time.perf_counter() - started
+    found, seconds = read_all(checkpoint, paths)
+    return found, [f["text"] for f in found], seconds
 
 
 def run_classical(paths: list[Path]) -> tuple[list[dict], None, float]:
@@ -187,7 +183,7 @@ def main() -> None:
         paths, truth = [p for p, _ in pages], [t for _, t in pages]
         runs = [(f"ocr read builtin:{name}", run_reader, (f"builtin:{name}", paths))] * (name in shipped)
         runs += [(f"ocr read {Path(ckpt).parent.name}", run_reader, (ckpt, paths))
-                 for set_name, _, ckpt in (m.partition("=") for m in args.model) if set_name == name]
+                 for ckpt in models_for(args.model, name)]
         runs.append(("classical (skew, axis)", run_classical, (paths,)))
         if not args.no_tesseract:
             runs += [("tesseract --psm 0 (OSD)", run_osd, (paths,)),
@@ -201,7 +197,7 @@ def main() -> None:
                   f"{_figure(cer, '.4f'):>9} {len(paths) / seconds:8.2f}", flush=True)
     if args.blank:
         blank_figures(args, [f"builtin:{n}" for n in args.sets if n in shipped]
-                      + [ckpt for _, _, ckpt in (m.partition("=") for m in args.model)])
+                      + [m.partition("=")[2] for m in args.model])
 
 
 def blank_figures(args, models: list[str]) -> None:

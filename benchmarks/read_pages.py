@@ -27,7 +27,7 @@ from PIL import Image
 from rapidfuzz.distance import Levenshtein
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from heldout_lines import HELD_OUT, SEED, TEXT, check_exclusion  # noqa: E402
+from heldout_lines import HELD_OUT, SEED, TEXT, check_exclusion, models_for  # noqa: E402
 from vs_tesseract import DIGIT_SYMBOLS, TESSERACT_LANG, normalise, run_tesseract  # noqa: E402
 
 from ocr.checkpoint import builtin_names  # noqa: E402
@@ -67,13 +67,19 @@ def render_pages(name: str, out: Path, count: int) -> list[tuple[Path, str]]:
             for p in sorted(root.glob("page-*.png"))[:count]]
 
 
-def run_reader(checkpoint: str, pages: list[Path]) -> tuple[list[str], float]:
+def read_all(checkpoint: str, pages: list[Path]) -> tuple[list[dict], float]:
+    """``PageReader.read_page`` of each page (decoded beforehand, after a warm-up), and seconds."""
     reader = PageReader.load(checkpoint)
     images = [Image.open(p).convert("L") for p in pages]
-    reader.read_page(images[0])   # warm-up
+    reader.read_page(images[0])
     started = time.perf_counter()
-    texts = [reader.read_page(im)["text"] for im in images]
-    return texts, time.perf_counter() - started
+    found = [reader.read_page(im) for im in images]
+    return found, time.perf_counter() - started
+
+
+def run_reader(checkpoint: str, pages: list[Path]) -> tuple[list[str], float]:
+    found, seconds = read_all(checkpoint, pages)
+    return [f["text"] for f in found], seconds
 
 
 def page_cer(truth: list[str], read: list[str]) -> float:
@@ -100,7 +106,7 @@ def main() -> None:
         runs = ([(f"ocr read builtin:{name}", run_reader, (f"builtin:{name}", paths))]
                 if name in shipped else [])
         runs += [(f"ocr read {Path(ckpt).parent.name}", run_reader, (ckpt, paths))
-                 for set_name, _, ckpt in (m.partition("=") for m in args.model) if set_name == name]
+                 for ckpt in models_for(args.model, name)]
         runs.append((f"tesseract -l {TESSERACT_LANG[name]}", run_tesseract,
                      (TESSERACT_LANG[name], paths, DIGIT_SYMBOLS if name == "digits" else None, "3")))
         for engine, run, run_args in runs:

@@ -36,7 +36,7 @@ from PIL import Image
 from rapidfuzz.distance import Levenshtein
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from heldout_lines import PARTS, TEXT, check_exclusion, render_set  # noqa: E402
+from heldout_lines import PARTS, TEXT, check_exclusion, models_for, render_set  # noqa: E402
 
 from ocr.checkpoint import builtin_names  # noqa: E402
 from ocr.infer import BoxReader, LineReader  # noqa: E402
@@ -160,9 +160,9 @@ def main() -> None:
         runs = [(f"builtin:{b}", run_builtin, (f"builtin:{b}", paths))
                 for b in BUILTINS[name] if b in shipped]
         runs += [(Path(ckpt).parent.name or ckpt, run_builtin, (ckpt, paths))
-                 for set_name, _, ckpt in (m.partition("=") for m in args.model) if set_name == name]
+                 for ckpt in models_for(args.model, name)]
         runs += [(f"chars {Path(ckpt).name}", run_char_detector, (ckpt, paths))
-                 for set_name, _, ckpt in (m.partition("=") for m in args.char_model) if set_name == name]
+                 for ckpt in models_for(args.char_model, name)]
         whitelist = DIGIT_SYMBOLS if name == "digits" else None
         runs.append((f"tesseract -l {TESSERACT_LANG[name]}", run_tesseract,
                      (TESSERACT_LANG[name], paths, whitelist)))

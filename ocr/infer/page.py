@@ -42,6 +42,7 @@ class PageReader:
 
     def __init__(self, recognizer: LineReader, detector: BoxReader | None, deskewer: PageDeskewer):
         self.recognizer, self.detector, self.deskewer = recognizer, detector, deskewer
+        self.orients_by_reading = way_up.tells_which_way_up(recognizer.charset)
 
     @classmethod
     def load(cls, recognizer: str, detector: str = "", deskewer: str = "",
@@ -69,8 +70,7 @@ class PageReader:
         start = time.perf_counter()
         boxes, scores = self._boxes(upright)
         times["lines"] = time.perf_counter() - start
-        letters = way_up.tells_which_way_up(self.recognizer.charset)
-        if info["method"] == "classical" and len(boxes) and letters:   # a model's orientation is its own
+        if info["method"] == "classical" and len(boxes) and self.orients_by_reading:   # a model's is its own
             start = time.perf_counter()
             if self._reads_upside_down(upright, boxes):
                 upright, info = upright.transpose(Image.Transpose.ROTATE_180), way_up.turn_estimate(info)

@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 import torch
 from ray import serve
 
-from ocr.infer.which_way_up import tells_which_way_up, upside_down
+from ocr.infer.which_way_up import upside_down
 from ocr.serve.stages import DeskewerStage, DetectorStage, RecognizerStage
 
 # A page fans out into up to max_lines crop calls, so the stages queue deep; overload is
@@ -171,7 +171,7 @@ class Recognizer(_Swappable):
     async def reads_upside_down(self, crops: list) -> bool:
         """Whether these lines of a page read better turned a half turn (which_way_up), in
         the batches of the other requests."""
-        if not tells_which_way_up(self.stage.reader.charset):
+        if not self.stage.orients_by_reading:
             return False
         as_found, turned = await asyncio.gather(self.merger.submit(crops),
                                                 self.merger.submit([c[::-1, ::-1] for c in crops]))

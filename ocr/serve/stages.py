@@ -14,6 +14,7 @@ from PIL import Image
 from ocr.infer import BoxReader, LineReader, PageDeskewer
 from ocr.infer.layout import CLASSICAL
 from ocr.infer.page import find_boxes
+from ocr.infer.which_way_up import tells_which_way_up
 
 
 def model_version(meta: dict, path: str) -> dict:
@@ -38,6 +39,7 @@ class RecognizerStage:
     def __init__(self, path: str, device: str = "cpu"):
         self.reader = LineReader.load(path, device)
         self.version = model_version(self.reader.meta, path)
+        self.orients_by_reading = tells_which_way_up(self.reader.charset)
 
     def bucket(self, image: Image.Image) -> int:
         """The padded width of ``image``: its resized width rounded up to a multiple of 32 (a

@@ -56,12 +56,11 @@ def classical_estimate(ink: PageInk, turn: float = 0.0) -> dict:
     """The projection-profile estimate of one page: its skew, and which way its lines run
     (orientation 0 across the page, 90 down it: the method cannot tell 180 from 0 or 270 from
     90)."""
-    original = ink.ink
     if turn:
         h, w = ink.ink.shape
         centre = np.array([w / 2, h / 2], np.float32)
         ink = ink._replace(points=((ink.points - centre) @ rotation(turn).T.astype(np.float32) + centre))
     skew, conf = classical_skew(ink)
-    quarter = 0 if conf == 0 or lines_across(original, turn - skew) else 90
+    quarter = 0 if conf == 0 or lines_across(ink.ink, turn - skew) else 90
     return {"angle": compose(skew, quarter), "skew": skew, "orientation": quarter, "confidence": conf,
             "method": "classical"}
