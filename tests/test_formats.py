@@ -147,7 +147,7 @@ def test_aihub_json_misspelt_key_missing_and_duplicates(tmp_path):
         ("00000002.png", "second", None),          # duplicate key: ingest rejects it centrally
         ("00000003.png", None, "no annotation"),
         ("../../secret.png", None, "path escapes the dataset root: ../../secret.png"),
-        ("00000005.png", None, "annotation 'a5': expected a string 'text', found None"),
+        ("00000005.png", None, "annotation 'a5': expected a string 'text', found null"),
         ("annotation-a9", None, "image_id '00000009' names no image"),
     ]
     assert entries[0].path == os.path.realpath(tmp_path / "htr" / "images" / "00000002.png")
@@ -366,7 +366,7 @@ def test_coco_categories_text_and_empty_images(tmp_path):
     assert reader.load(a) == data
     assert b.boxes == () and b.error is None
     assert c.error == "annotation 14: category_id 99 not in categories"
-    assert d.error == "annotation 15: expected bbox [x, y, w, h], found [0, 0, 1]"
+    assert d.error == "annotation 15: expected bbox [x, y, w, h] of 4 numbers, found a list [0, 0, 1]"
     assert orphan.error == "image_id '7' names no image"
 
 

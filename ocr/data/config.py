@@ -38,6 +38,10 @@ class IngestConfig:
     ctc_stride: int = opt(4, "pixels of width per CTC time step")
     max_pixels: int = opt(50_000_000, "largest image in pixels (width x height), read from the header "
                           "before decoding; larger ones are rejected (decompression bombs)")
+    max_file_bytes: int = opt(50 << 20, "largest input image file in bytes (default 50 MiB), checked "
+                              "from its size (the file's stat, the S3 object's size, the LMDB "
+                              "value's length) before it is read; larger ones are rejected as "
+                              "file_too_large (0: no cap)")
     separator: str | None = opt(None, "separator between image path and label in gt/labels files "
                                 "(default: the layout's, a tab for gt, the first space for labels)")
     filename_style: str = opt("prefix", "filename layout: prefix reads LABEL_anything.png (TRDG), stem "
@@ -61,8 +65,9 @@ class IngestConfig:
         for name in ("height", "ctc_stride", "max_pixels", "shard_size"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name}: expected a positive number, found {getattr(self, name)}")
-        if self.max_label_length < 0 or self.ctc_width < 0:
-            raise ConfigError("max_label_length and ctc_width: expected >= 0 (0 disables)")
+        for name in ("max_label_length", "ctc_width", "max_file_bytes"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name}: expected >= 0 (0 disables), found {getattr(self, name)}")
         parse_split_ratios(self.splits)
 
     def validate_paths(self):

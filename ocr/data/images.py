@@ -1,7 +1,8 @@
 """Safe image decoding and the ONE preprocessing used by training and serving.
 
 ``decode`` checks magic bytes and the pixel count from the header before any pixel is
-decoded (decompression bombs), then decodes fully, which is what catches truncated files.
+decoded or any decoder made (decompression bombs: PNG, JPEG, GIF, WebP, TIFF and BMP headers
+are read by :mod:`ocr.data.image_size`), then decodes fully, which is what catches truncated files.
 ``Preprocess`` (stored in every checkpoint's ``model.json``) turns decoded images into the
 float arrays a model sees.
 """
@@ -19,6 +20,7 @@ import numpy as np
 from PIL import Image
 
 from ocr.config import ConfigError
+from ocr.data.image_size import header_size
 
 DEFAULT_MAX_PIXELS = 50_000_000
 
@@ -53,14 +55,26 @@ def sniff_format(data: bytes) -> str | None:
     return None
 
 
+def check_pixel_cap(fmt: str, size: tuple[int, int], max_pixels: int) -> None:
+    """``too_many_pixels`` when ``size`` (width, height) is over ``max_pixels``."""
+    w, h = size
+    if w * h > max_pixels:
+        raise ImageError("too_many_pixels", f"{fmt} image is {w}x{h} = {w * h:,} pixels, over the "
+                         f"cap of {max_pixels:,}")
+
+
 def open_checked(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
-    """Open ``data`` lazily after the magic-byte and pixel-cap checks (no pixel decoded yet)."""
+    """Open ``data`` lazily after the magic-byte check and the pixel cap on the size its header
+    declares (:func:`~ocr.data.image_size.header_size`): no pixel decoded, no decoder made."""
     if not data:
         raise ImageError("zero_byte", "zero-byte file: expected an encoded image")
     fmt = sniff_format(data)
     if fmt is None:
         raise ImageError("not_an_image", f"not an image: expected one of {', '.join(ALLOWED_FORMATS)} "
                          f"by magic bytes, found {data[:8]!r}")
+    declared = header_size(data, fmt)
+    if declared:
+        check_pixel_cap(fmt, declared, max_pixels)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -73,9 +87,7 @@ def open_checked(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Ima
     w, h = img.size
     if w <= 0 or h <= 0:
         raise ImageError("corrupt_image", f"image has an empty size {w}x{h}")
-    if w * h > max_pixels:
-        raise ImageError("too_many_pixels",
-                         f"image is {w}x{h} = {w * h:,} pixels, over the cap of {max_pixels:,}")
+    check_pixel_cap(fmt, (w, h), max_pixels)
     return img
 
 
@@ -118,9 +130,7 @@ def _check_png(data: bytes, max_pixels: int) -> tuple[int, int]:
     w, h, depth, colour, _, _, interlace = struct.unpack(">IIBBBBB", data[16:29])
     if w == 0 or h == 0 or colour not in _PNG_CHANNELS:
         raise bad(f"bad header (size {w}x{h}, colour type {colour})")
-    if w * h > max_pixels:
-        raise ImageError("too_many_pixels",
-                         f"image is {w}x{h} = {w * h:,} pixels, over the cap of {max_pixels:,}")
+    check_pixel_cap("PNG", (w, h), max_pixels)
     inflater, produced, pos, end, view = zlib.decompressobj(), 0, 8, len(data), memoryview(data)
     expected = _png_stream_size(w, h, depth * _PNG_CHANNELS[colour], interlace == 1)
     while True:

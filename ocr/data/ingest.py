@@ -35,7 +35,7 @@ from ocr.data.config import IngestConfig, parse_split_ratios
 from ocr.data.formats import get_reader, locate
 from ocr.data.formats.base import Reader, ReaderOptions
 from ocr.data.stats import BlockStats, merge_stats
-from ocr.data.validate import Reject, Validator, index_reason, sample_id, split_of
+from ocr.data.validate import Reject, Validator, index_reason, load_reject, sample_id, split_of
 from ocr.runtime import configure_data, ensure_ray
 
 PART_BYTES = 64 << 20  # one Parquet part holds at most this much image data
@@ -66,7 +66,8 @@ def parse_input(spec: str) -> tuple[str | None, str]:
 def make_reader(uri: str, cfg: IngestConfig, s3: storage.S3Settings) -> Reader:
     uri, layout = locate(uri, cfg.layout, s3)
     options = ReaderOptions(separator=cfg.separator, filename_style=cfg.filename_style,
-                            image_root=cfg.image_root, labelme_text=cfg.labelme_text)
+                            image_root=cfg.image_root, labelme_text=cfg.labelme_text,
+                            max_file_bytes=cfg.max_file_bytes)
     return get_reader(layout)(uri, options=options, s3=s3, name=cfg.source)
 
 
@@ -171,10 +172,8 @@ def _validated_rows(chunk: Chunk, validator: Validator):
                 raise Reject("duplicate_id", dups[i])
             try:
                 data = reader.load(entry)
-            except FileNotFoundError as e:
-                raise Reject("missing_file", f"missing file: {e}") from None
             except OSError as e:
-                raise Reject("unreadable_file", f"unreadable file: {e}") from None
+                raise load_reject(e) from None
             cols, dropped = validator.row(entry, data)
             row.update(cols, image=data, dropped=dropped)
         except Reject as r:

@@ -19,17 +19,27 @@ from dataclasses import dataclass
 
 from ocr.charset import BadCharacter, Charset, clean_label, ctc_min_steps
 from ocr.data.formats.base import Box, Entry
+from ocr.data.formats.capped import FileTooLarge
 from ocr.data.images import ImageError, validate
 
 REASONS = (
     "bad_index", "path_escapes_root", "duplicate_id", "missing_file", "unreadable_file",
-    "zero_byte", "not_an_image", "too_many_pixels", "corrupt_image", "empty_label",
+    "file_too_large", "zero_byte", "not_an_image", "too_many_pixels", "corrupt_image", "empty_label",
     "out_of_charset", "label_too_long", "ctc_infeasible", "bad_box", "bad_character",
 )
 
 # Box labels whose text is their point: a ``char`` box's text is its class (the ``char``
 # detection target). A reader marks other boxes that must have a text (``Box.needs_text``).
 TEXT_LABELS = frozenset({"char"})
+
+
+COORDINATES = ("x0", "y0", "x1", "y1")
+
+
+def finite_or_none(value: float) -> float | None:
+    """A coordinate as a reject line stores it: None (JSON null) for NaN or an infinity, which
+    JSON cannot hold (the detail sentence still names them)."""
+    return float(value) if math.isfinite(value) else None
 
 
 class Reject(Exception):
@@ -59,6 +69,15 @@ def split_of(sample: str, ratios: dict[str, float]) -> str:
 def index_reason(message: str) -> str:
     """A reader's index error message to its reason code."""
     return "path_escapes_root" if "escapes" in message else "bad_index"
+
+
+def load_reject(error: OSError) -> Reject:
+    """The reject of an image its reader could not load: over the byte cap, missing, unreadable."""
+    if isinstance(error, FileTooLarge):
+        return Reject("file_too_large", str(error))
+    if isinstance(error, FileNotFoundError):
+        return Reject("missing_file", f"missing file: {error}")
+    return Reject("unreadable_file", f"unreadable file: {error}")
 
 
 @dataclass(frozen=True)
@@ -137,8 +156,9 @@ class Validator:
         is empty (zero or negative width or height, or not finite) or has less than a pixel
         inside the image (wholly outside)."""
         w, h = size
-        if not all(math.isfinite(v) for v in (b.x0, b.y0, b.x1, b.y1)):
-            raise Reject("bad_box", "a coordinate is not a finite number")
+        bad = [f"{name} = {getattr(b, name)}" for name in COORDINATES if not math.isfinite(getattr(b, name))]
+        if bad:
+            raise Reject("bad_box", f"expected finite coordinates, found {', '.join(bad)}")
         if b.x1 - b.x0 <= 0 or b.y1 - b.y0 <= 0:
             raise Reject("bad_box", f"empty box: width {b.x1 - b.x0:g} and height "
                                     f"{b.y1 - b.y0:g}, expected both > 0")
@@ -172,8 +192,7 @@ class Validator:
             except Reject as r:
                 rejects.append({"index": i, "reason": r.reason,
                                 "detail": f"box {i} ({b.x0:g}, {b.y0:g}, {b.x1:g}, {b.y1:g}): {r.detail}",
-                                "x0": float(b.x0), "y0": float(b.y0), "x1": float(b.x1),
-                                "y1": float(b.y1)})
+                                **{name: finite_or_none(getattr(b, name)) for name in COORDINATES}})
                 continue
             clipped += was_clipped
             dropped.extend(box_dropped)

@@ -13,9 +13,28 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from ocr import storage
+from ocr.data.formats.capped import read_capped
 from ocr.storage import S3Settings
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+
+def describe_json(value) -> str:
+    """A JSON value as an error message names it: ``null``, ``the number 5``, ``the string
+    'x'``, ``a list [...]``, ``an object {...}`` (long values cut short)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    kind = {int: "the number", float: "the number", str: "the string", list: "a list",
+            dict: "an object"}.get(type(value), type(value).__name__)
+    text = repr(value)
+    return f"{kind} {text if len(text) <= 60 else text[:57] + '...'}"
+
+
+def is_number(value) -> bool:
+    """A JSON number (int or float; not a boolean, which Python counts as an int)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)
@@ -66,6 +85,7 @@ class ReaderOptions:
     labelme_text: str = "auto"        # labelme: the shape field holding the text (auto: text,
                                       # then description, then label)
     extensions: tuple[str, ...] = IMAGE_EXTENSIONS
+    max_file_bytes: int = 0           # :meth:`Reader.load` refuses larger images (0: no cap)
 
 
 @dataclass
@@ -99,8 +119,10 @@ class Reader(ABC):
         return item.key
 
     def load(self, entry: Entry) -> bytes:
-        """The encoded image bytes of ``entry`` (task side). Raises OSError when missing."""
-        return storage.read_bytes(entry.path, self.s3)
+        """The encoded image bytes of ``entry`` (task side). Raises OSError when missing or
+        unreadable, :class:`~ocr.data.formats.capped.FileTooLarge` (an OSError) when over
+        ``options.max_file_bytes``, found from its size before it is read."""
+        return read_capped(entry.path, self.s3, self.options.max_file_bytes)
 
     def release(self) -> None:
         """Free what :meth:`load` keeps open in this process (the driver calls it after indexing)."""

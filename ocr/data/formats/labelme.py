@@ -11,8 +11,11 @@ Every ``.json`` under the folder (subfolders included) is one entry, key = its r
 POSIX path, in sorted order. Boxes: a "rectangle" (two corners) or "polygon"/"rotation"
 (n points; a missing ``shape_type`` means polygon, as in old LabelMe) becomes the
 axis-aligned bounding box of its points; other shape types (point, line, circle, ...) are
-ignored. A shape with fewer than two numeric points, or a JSON that does not parse, makes
-the whole entry an error.
+ignored. A JSON that does not parse, or holds a value of the wrong type (the document or a
+shape no object, ``shapes`` no list, a shape with fewer than two [x, y] pairs of numbers, a
+text or label field holding a list, an object or a boolean, ``imagePath`` no string), makes
+the whole entry an error naming what was expected and found. A point with a NaN or infinite
+coordinate gives a box with one, which validation rejects (that box only).
 
 The box text comes from ``options.labelme_text`` (``ocr ingest --labelme-text``):
 
@@ -38,12 +41,13 @@ the sidecars themselves are read by a small thread pool (order kept).
 from __future__ import annotations
 
 import json
+import math
 import posixpath
 from concurrent.futures import ThreadPoolExecutor
 from typing import ClassVar
 
 from ocr import storage
-from ocr.data.formats.base import Box, Entry, Reader
+from ocr.data.formats.base import Box, Entry, Reader, describe_json, is_number
 from ocr.data.formats.filename import matching_extension
 from ocr.data.formats.gt import image_entry
 
@@ -53,10 +57,14 @@ TEXT_CLASS = "text"  # the box label of a shape whose label is its transcription
 
 
 def _value(shape: dict, name: str) -> str:
+    """``shape[name]`` as text: a string as is, a number written out, missing or null "";
+    ValueError for anything else (a list, an object, a boolean)."""
     value = shape.get(name)
-    if value is None or isinstance(value, (dict, list, bool)):
+    if value is None:
         return ""
-    return str(value)
+    if isinstance(value, str) or is_number(value):
+        return str(value)
+    raise ValueError(f"shape field {name!r}: expected a string, found {describe_json(value)}")
 
 
 def shape_text(shape: dict, field: str = "auto") -> tuple[str, str]:
@@ -70,21 +78,58 @@ def shape_text(shape: dict, field: str = "auto") -> tuple[str, str]:
     return _value(shape, field), field
 
 
+def _points(shape: dict, kind: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(xs, ys) of the shape's points: a list of at least two [x, y] pairs of numbers."""
+    points = shape.get("points")
+    if (isinstance(points, list) and len(points) >= 2
+            and all(isinstance(p, list) and len(p) == 2 and all(map(is_number, p)) for p in points)):
+        return tuple(float(p[0]) for p in points), tuple(float(p[1]) for p in points)
+    raise ValueError(f"{kind} shape {shape.get('label')!r}: expected at least 2 [x, y] "
+                     f"points, found {describe_json(points)}")
+
+
+def _span(values: tuple[float, ...]) -> tuple[float, float]:
+    """(min, max) of the values; NaN for both when one is NaN (min and max would skip it,
+    hiding a bad point from validation, which rejects the box)."""
+    if any(math.isnan(v) for v in values):
+        return math.nan, math.nan
+    return min(values), max(values)
+
+
 def shape_box(shape: dict, text_field: str = "auto") -> Box | None:
     """The bounding box of a LabelMe shape, None for ignored shape types; ValueError if bad."""
     kind = shape.get("shape_type") or "polygon"
+    if not isinstance(kind, str):
+        raise ValueError(f"shape {shape.get('label')!r}: expected a string shape_type, "
+                         f"found {describe_json(kind)}")
     if kind not in BOX_SHAPES:
         return None
-    try:
-        xs, ys = zip(*[(float(x), float(y)) for x, y in shape.get("points") or []])
-    except (TypeError, ValueError):
-        xs = ()
-    if len(xs) < 2:
-        raise ValueError(f"{kind} shape {shape.get('label')!r}: expected at least 2 [x, y] "
-                         f"points, found {shape.get('points')!r}")
+    xs, ys = _points(shape, kind)
     text, source = shape_text(shape, text_field)
     label = TEXT_CLASS if source == "label" else (_value(shape, "label").strip() or TEXT_CLASS)
-    return Box(min(xs), min(ys), max(xs), max(ys), label=label, text=text, needs_text=True)
+    (x0, x1), (y0, y1) = _span(xs), _span(ys)
+    return Box(x0, y0, x1, y1, label=label, text=text, needs_text=True)
+
+
+def sidecar_boxes(data, text_field: str = "auto") -> tuple[Box, ...]:
+    """The boxes of a parsed sidecar; ValueError naming what is not of the expected type."""
+    if not isinstance(data, dict):
+        raise ValueError(f"expected a JSON object, found {describe_json(data)}")
+    shapes = data.get("shapes", [])
+    if not isinstance(shapes, list):
+        raise ValueError(f"expected a list 'shapes', found {describe_json(shapes)}")
+    for n, shape in enumerate(shapes):
+        if not isinstance(shape, dict):
+            raise ValueError(f"shapes[{n}]: expected an object, found {describe_json(shape)}")
+    return tuple(b for b in (shape_box(s, text_field) for s in shapes) if b is not None)
+
+
+def sidecar_image_path(data: dict) -> str:
+    """``imagePath`` with forward slashes ("" when missing or null); ValueError if no string."""
+    path = data.get("imagePath")
+    if path is not None and not isinstance(path, str):
+        raise ValueError(f"expected a string imagePath, found {describe_json(path)}")
+    return (path or "").replace("\\", "/")
 
 
 class LabelmeReader(Reader):
@@ -114,12 +159,10 @@ class LabelmeReader(Reader):
                join: storage.SafeJoin) -> Entry:
         try:
             data = json.loads(storage.read_text(storage.join(self.uri, rel), self.s3))
-            shapes = data.get("shapes") or []
-            field = self.options.labelme_text
-            boxes = tuple(b for b in (shape_box(s, field) for s in shapes) if b is not None)
-        except (ValueError, AttributeError, TypeError) as e:
+            boxes = sidecar_boxes(data, self.options.labelme_text)
+            image_path = sidecar_image_path(data)
+        except ValueError as e:  # JSON syntax, UTF-8, or a value of the wrong type
             return Entry(key=rel, error=f"bad LabelMe JSON: {e}")
-        image_path = str(data.get("imagePath") or "").replace("\\", "/")
         same_stem = images.get(rel[: -len(".json")])
         if image_path:
             wanted = posixpath.normpath(posixpath.join(posixpath.dirname(rel), image_path))
