@@ -5,9 +5,11 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import shutil
 import socket
 import sys
 import time
+from pathlib import Path
 
 import ray
 from ray._common.utils import get_ray_address_file
@@ -34,6 +36,21 @@ _QUIET_LOGGERS = ("ray", "ray.data", "ray.train", "ray.tune", "ray.serve")
 # KubeRay manifests); set any of them beforehand to opt out.
 SERVE_FAST_PATH = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_HA_PROXY": "1",
                    "RAY_SERVE_USE_GRPC_BY_DEFAULT": "0"}
+# The mode's HAProxy opens a stats page and a metrics exporter on every interface; Serve runs
+# ``ocr-haproxy`` (ocr/serve/haproxy_loopback.py) in its place, which binds them to loopback.
+HAPROXY_BINARY_ENV = "RAY_SERVE_HAPROXY_BINARY_PATH"
+
+
+def serve_environment() -> dict[str, str]:
+    """SERVE_FAST_PATH, and HAProxy's binary: ``ocr-haproxy`` beside this Python's ``ocr``."""
+    env = dict(SERVE_FAST_PATH)
+    wrapper = Path(sys.executable).parent / "ocr-haproxy"
+    if not wrapper.is_file():
+        found = shutil.which("ocr-haproxy")
+        wrapper = Path(found) if found else None
+    if wrapper is not None:
+        env[HAPROXY_BINARY_ENV] = str(wrapper)
+    return env
 
 
 def ensure_ray(num_cpus: int | None = None, address: str | None = None, quiet: bool = True,
@@ -65,7 +82,7 @@ def ensure_ray(num_cpus: int | None = None, address: str | None = None, quiet: b
     if recorded:  # ray.init would join it: say so now if it cannot
         check_ray_answers(recorded, f"the Ray that `ray start` recorded in {_address_file()} "
                           f"({recorded})", explicit=False)
-    for name, value in SERVE_FAST_PATH.items():   # read by Serve's processes when they start
+    for name, value in serve_environment().items():   # read by Serve's processes when they start
         os.environ.setdefault(name, value)
     try:
         ray.init(num_cpus=num_cpus, include_dashboard=dashboard, **kwargs)

@@ -146,3 +146,28 @@ def test_readme_cluster_commands_use_real_jobs_and_flags():
         _parses(sub, args)
         seen.add(sub)
     assert {"ingest", "synth", "train", "tune", "eval", "export"} <= seen, seen
+
+
+def _containers(cluster: dict) -> list[dict]:
+    groups = [cluster["headGroupSpec"], *cluster.get("workerGroupSpecs", [])]
+    return [c for g in groups for c in g["template"]["spec"]["containers"]]
+
+
+def test_exposed_manifests_fail_closed():
+    """What can be checked without a cluster (the listening sockets themselves are checked
+    on a running service in tests/test_serve.py): the RayService, which listens on the pod
+    network, cannot start without the API token, nor its cluster without Ray's token auth;
+    cluster.yaml keeps the dashboard on loopback (reached with `ray dashboard`); every node
+    runs Serve's HAProxy through ocr-haproxy (stats and metrics on loopback)."""
+    service = _load("deploy/kuberay/rayservice.yaml")
+    cluster = service["spec"]["rayClusterConfig"]
+    assert cluster["authOptions"] == {"mode": "token"}
+    assert _load("deploy/kuberay/rayjob.yaml")["spec"]["rayClusterSpec"]["authOptions"] == {"mode": "token"}
+    for container in _containers(cluster):
+        env = {e["name"]: e for e in container["env"]}
+        assert env["OCR_SERVE_TOKEN"]["valueFrom"]["secretKeyRef"]["optional"] is False
+        assert env["RAY_SERVE_HAPROXY_BINARY_PATH"]["value"].endswith("/ocr-haproxy")
+    head, worker = (" ".join(_load("cluster.yaml")[k]) for k in ("head_start_ray_commands",
+                                                                  "worker_start_ray_commands"))
+    assert "--dashboard-host=127.0.0.1" in head and "0.0.0.0" not in head
+    assert all("RAY_SERVE_HAPROXY_BINARY_PATH=$HOME/venv/bin/ocr-haproxy" in c for c in (head, worker))

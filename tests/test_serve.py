@@ -7,6 +7,7 @@ import concurrent.futures as cf
 import http.client
 import io
 import json
+import logging
 import struct
 import subprocess
 import sys
@@ -125,6 +126,26 @@ def test_reading_order_rows_then_columns():
     boxes = np.array([[50, 0, 90, 10], [0, 2, 40, 12], [0, 30, 40, 40], [45, 31, 80, 41]], np.float32)
     assert reading_order(boxes) == [1, 0, 2, 3]
     assert reading_order(np.zeros((0, 4), np.float32)) == []
+
+
+def test_pixel_budget_lets_small_images_past_and_holds_big_ones_back():
+    import asyncio
+
+    from ocr.serve.uploads import PixelBudget
+
+    async def run() -> list:
+        budget, events = PixelBudget(10), []
+
+        async def upload(name: str, pixels: int, seconds: float):
+            async with budget.hold(pixels):
+                events.append((name, budget.free))
+                await asyncio.sleep(seconds)
+
+        await asyncio.gather(upload("page", 6, 0.05), upload("page2", 6, 0.01), upload("line", 1, 0.01),
+                             upload("over the cap", 100, 0.01))
+        return events + [("end", budget.free)]
+
+    assert asyncio.run(run()) == [("page", 4), ("line", 3), ("page2", 4), ("over the cap", 0), ("end", 10)]
 
 
 def test_the_stages_do_not_pull_in_training_code():
@@ -378,30 +399,187 @@ def test_hot_swap_drops_no_request(service, models):
     assert runs[0] == "rec-a" and runs[-1] == "rec-b" and "rec-a" not in runs[runs.index("rec-b"):]
 
 
+TOKEN = "s3cret-token-for-tests-0123456789"
+
+
 def test_bearer_token(service, models, monkeypatch):
     from ray import serve
 
     from ocr.serve.app import build_app
 
-    monkeypatch.setenv("OCR_TEST_TOKEN", "s3cret")
+    monkeypatch.setenv("OCR_TEST_TOKEN", TOKEN)
     cfg = ServeConfig(**{**service["cfg"].to_json(), "token_env": "OCR_TEST_TOKEN", "detector": "",
                          "deskewer": "off"})
     serve.run(build_app(cfg), name="secure", route_prefix="/secure")
     try:
-        url, line = f"{service['url']}/secure", line_images(1)[0]
+        url, line, auth = f"{service['url']}/secure", line_images(1)[0], {"Authorization": f"Bearer {TOKEN}"}
         none = post(f"{url}/recognize", line)
         wrong = post(f"{url}/recognize", line, headers={"Authorization": "Bearer nope"})
-        right = post(f"{url}/recognize", line, headers={"Authorization": "Bearer s3cret"})
+        right = post(f"{url}/recognize", line, headers=auth)
         assert none.status_code == wrong.status_code == 401
         assert "OCR_TEST_TOKEN" in none.json()["error"]["message"]
         assert right.status_code == 200 and "text" in right.json()
-        assert requests.get(f"{url}/healthz", timeout=30).json()["auth"] is True
         # no detector: the whole image is one line; /detect says so with a 404
-        ocr = post(f"{url}/ocr", line, headers={"Authorization": "Bearer s3cret"}).json()
+        ocr = post(f"{url}/ocr", line, headers=auth).json()
         assert len(ocr["lines"]) == 1 and ocr["deskew_method"] == "off"
-        assert post(f"{url}/detect", line, headers={"Authorization": "Bearer s3cret"}).status_code == 404
+        assert post(f"{url}/detect", line, headers=auth).status_code == 404
+        # /healthz: open, but checkpoint paths only with the token
+        public = requests.get(f"{url}/healthz", timeout=30)
+        private = requests.get(f"{url}/healthz", headers=auth, timeout=30).json()
+        assert public.status_code == 200 and public.json()["auth"] is True
+        assert public.json()["models"]["recognizer"]["run"] == "rec-a"
+        assert models["rec"] not in public.text and "checkpoint" not in public.json()["models"]["recognizer"]
+        assert private["models"]["recognizer"]["checkpoint"] == models["rec"]
+        assert TOKEN not in ray_records(), "the token is stored by Ray"
     finally:
         serve.delete("secure")
+
+
+def ray_records() -> str:
+    """What Ray keeps about the running apps, as text: Serve's state in the GCS (deployments'
+    arguments and options) and every actor's record (runtime_env included)."""
+    import ray
+    from ray.experimental import internal_kv
+    from ray.util.state import list_actors, list_jobs
+
+    address = ray.get_runtime_context().gcs_address
+    kept = [internal_kv._internal_kv_get(key, namespace=namespace) or b""
+            for namespace in ("serve", None)
+            for key in internal_kv._internal_kv_list("", namespace=namespace)]
+    actors = json.dumps([vars(a) for a in list_actors(address=address, detail=True, limit=10_000)],
+                        default=str)
+    jobs = json.dumps([vars(j) for j in list_jobs(address=address)], default=str)
+    return b"".join(kept).decode("latin-1") + actors + jobs
+
+
+def test_every_port_the_service_opens_is_loopback(service):
+    """The listening sockets themselves: Serve's HTTP port, HAProxy's frontend, stats page and
+    metrics exporter (ocr-haproxy binds the last two), the replicas' own ports, the dashboard."""
+    import ipaddress
+
+    import psutil
+    import ray
+
+    listening = [c for c in psutil.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN]
+    port = urlparse(service["url"]).port
+    http = [c for c in listening if c.laddr.port == port]
+    haproxy = {p.pid for p in psutil.process_iter(["name"]) if p.info["name"] == "haproxy"}
+    by_haproxy = [c for c in listening if c.pid in haproxy]
+    assert http and haproxy, (http, haproxy)
+    assert len({c.laddr.port for c in by_haproxy}) >= 3, by_haproxy   # frontend, stats, metrics
+    dashboard = int(ray._private.worker.global_worker.node.address_info["webui_url"].rsplit(":", 1)[1])
+    by_dashboard = [c for c in listening if c.laddr.port == dashboard]
+    assert by_dashboard
+    exposed = [c for c in http + by_haproxy + by_dashboard
+               if not ipaddress.ip_address(c.laddr.ip).is_loopback]
+    assert not exposed, exposed
+
+
+def head_mismatch(recognizer: str, folder: Path) -> str:
+    """A copy of ``recognizer`` whose model.json is whole (a charset of one symbol more, its
+    hash, the class count to match) but whose weights have the old head: it passes every
+    check of model.json and fails only when the weights are loaded, as a replica swaps."""
+    import shutil
+
+    shutil.copytree(recognizer, folder)
+    meta = json.loads((folder / "model.json").read_text("utf-8"))
+    charset = Charset((*meta["charset"]["symbols"], "Ω"))
+    meta["charset"], meta["arch"]["num_classes"] = charset.to_json(), charset.num_classes
+    (folder / "model.json").write_text(json.dumps(meta, ensure_ascii=False), "utf-8")
+    return str(folder)
+
+
+def test_a_swap_to_a_checkpoint_that_does_not_load_is_refused(service, models, tmp_path):
+    """A redeploy whose recogniser does not load (its head does not match its charset) is
+    refused by the builder, before any replica changes: the old model keeps serving."""
+    from ray import serve
+
+    from ocr.serve.app import build_app
+
+    def serving() -> str:
+        answer = post(f"{service['url']}/recognize", line_images(1)[0])
+        assert answer.status_code == 200, answer.text
+        return answer.json()["models"]["recognizer"]["run"]
+
+    before = serving()
+    broken = head_mismatch(models["rec"], tmp_path / "broken")
+    with pytest.raises(ConfigError, match="(?s)recognizer: .*does not load.*size mismatch"):
+        serve.run(build_app(ServeConfig(**{**service["cfg"].to_json(), "recognizer": broken})))
+    assert serving() == before
+    assert requests.get(f"{service['url']}/healthz", timeout=30).json()["status"] == "ok"
+
+
+def test_an_in_place_swap_that_does_not_load_keeps_the_old_model(models, tmp_path):
+    """serve deploy of a new path reconfigures the replica in place: a checkpoint that does not
+    load is refused there, logged, and named by version() (/healthz)."""
+    from ocr.serve.deployments import Recognizer
+
+    replica = Recognizer.func_or_class()
+    replica.reconfigure({"checkpoint": models["rec"], "threads": 1})
+    broken = head_mismatch(models["rec"], tmp_path / "broken")
+    logged, logger = [], logging.getLogger("ray.serve")   # Serve's logger does not propagate
+    handler = logging.Handler()
+    handler.emit = logged.append
+    logger.addHandler(handler)
+    try:
+        replica.reconfigure({"checkpoint": broken, "threads": 1})
+    finally:
+        logger.removeHandler(handler)
+    version = replica.version()
+    assert version["run"] == "rec-a" and version["checkpoint"] == models["rec"]
+    refused = version["swap_refused"]
+    assert refused["checkpoint"] == broken and "size mismatch" in refused["error"]
+    assert any(f"refused to swap to {broken}" in record.getMessage() for record in logged)
+    replica.reconfigure({"checkpoint": models["rec2"], "threads": 1})
+    assert replica.version()["run"] == "rec-b" and "swap_refused" not in replica.version()
+
+
+def test_concurrent_largest_uploads_stay_within_the_memory_bound(service, models):
+    """max_pages decoded uploads at most live in the ingress replica: 12 uploads at the pixel
+    cap at once raise its resident memory by no more than the README's bound (bodies waiting
+    + max_pages x 10 bytes a pixel), where decoding all at once would take 12 pages."""
+    import dataclasses
+    import threading
+
+    import psutil
+    from ray import serve
+
+    from ocr.serve.app import build_app
+
+    side, pages = 1800, 2
+    cfg = dataclasses.replace(service["cfg"], detector="", deskewer="off", max_pages=pages,
+                              max_pixels=side * side, max_bytes=8_000_000)
+    serve.run(build_app(cfg), name="mem", route_prefix="/mem")
+    try:
+        rng = np.random.default_rng(0)
+        bodies = [png(Image.fromarray(rng.integers(0, 256, (side, side), dtype=np.uint8))) for _ in range(12)]
+        (ingress,) = [p for p in psutil.process_iter(["cmdline"])
+                      if "ServeReplica:mem:OCRService" in " ".join(p.info["cmdline"] or [])]
+        def private() -> int:   # resident, less shared pages (the object store's, libraries')
+            info = ingress.memory_info()
+            return info.rss - info.shared
+
+        url, peak, done = f"{service['url']}/mem/recognize", [private()], threading.Event()
+        assert post(url, bodies[0]).status_code == 200   # warm: the first decode's buffers
+
+        def sample():
+            while not done.is_set():
+                peak.append(private())
+                time.sleep(0.005)
+
+        base = private()
+        watcher = threading.Thread(target=sample)
+        watcher.start()
+        with cf.ThreadPoolExecutor(12) as pool:
+            statuses = [r.status_code for r in pool.map(lambda b: post(url, b), bodies)]
+        done.set()
+        watcher.join()
+        assert statuses == [200] * 12
+        bound = sum(len(b) for b in bodies) + pages * 10 * side * side
+        all_at_once = 12 * 7 * side * side   # L + RGB + the array, per page
+        assert max(peak) - base <= bound + 32_000_000, (max(peak) - base, bound, all_at_once)
+    finally:
+        serve.delete("mem")
 
 
 def test_serve_config_yaml_deploys_and_swaps(service, models, tmp_path):
@@ -506,13 +684,14 @@ def test_ocr_serve_with_no_arguments_reads_korean_and_english_pages(service, tmp
                          "max_lines": 20})
     assert (cfg.recognizer, cfg.detector, cfg.deskewer) == ("builtin:korean", "lines", "")
     serve.run(build_app(cfg), name="ocr", route_prefix="/")
+    korean_charset = checkpoint.read_meta("builtin:korean")["charset"]["hash"]
     deadline = time.time() + 120
     while time.time() < deadline:   # the fixture's app answers until the new one is up
         health = requests.get(f"{service['url']}/healthz", timeout=30).json()
-        if health["models"].get("recognizer", {}).get("checkpoint") == "builtin:korean":
+        if health["models"].get("recognizer", {}).get("charset") == korean_charset:
             break
         time.sleep(1)
-    assert health["models"]["recognizer"]["checkpoint"] == "builtin:korean", health
+    assert health["models"]["recognizer"]["charset"] == korean_charset, health
     assert health["models"]["detector"]["arch"] == "classical lines"
 
     korean = ["서울특별시 중구 세종대로 110", "영업시간 오전 9시 - 오후 6시", "합계 12,500원", "감사합니다"]

@@ -11,28 +11,37 @@ stages through DeploymentHandles: deskew the page, find its regions, crop them, 
 
 import asyncio
 import base64
+import contextlib
 import hmac
 import io
-import os
 import time
 from importlib import resources
 
 import numpy as np
+import ray
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from PIL import Image
 from ray import serve
 from ray.exceptions import ActorDiedError, ActorUnavailableError
+from ray.serve.context import _get_global_client
 from ray.serve.exceptions import BackPressureError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ocr.infer.layout import crop, text_by_rows
 from ocr.infer.which_way_up import sample_lines, turn_estimate
 from ocr.serve import metrics
-from ocr.serve.config import NO_DESKEW, ServeConfig
+from ocr.serve.config import NO_DESKEW, ServeConfig, token_sha256
 from ocr.serve.deployments import Deskewer, Detector, Recognizer
-from ocr.serve.uploads import RequestError, UploadLimits, decode_upload, read_upload
+from ocr.serve.uploads import (
+    PixelBudget,
+    RequestError,
+    UploadLimits,
+    decode_upload,
+    header_pixels,
+    read_upload,
+)
 
 _IMAGE_BODY = {"requestBody": {"required": True, "content": {
     "multipart/form-data": {"schema": {"type": "object", "required": ["file"],
@@ -42,7 +51,7 @@ _IMAGE_BODY = {"requestBody": {"required": True, "content": {
     "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}}
 
 # What the ingress needs of the ServeConfig (checkpoint paths are the stages' business).
-INGRESS_KEYS = ("min_score", "max_lines", "max_bytes", "max_pixels", "formats", "token_env")
+INGRESS_KEYS = ("min_score", "max_lines", "max_bytes", "max_pixels", "max_pages", "formats", "token_env")
 
 app = FastAPI(title="ocr-on-ray", version="1", description=(
     "Deskew, find text regions and read them. Upload an image as a multipart `file` part or as "
@@ -95,6 +104,34 @@ class _CountRequests:
 app.add_middleware(_CountRequests)
 
 
+REFUSED = {"swap_refused", "update_failed"}   # a new checkpoint refused, the old one serving
+STAGE_NAMES = {"recognizer": "Recognizer", "detector": "Detector", "deskewer": "Deskewer"}
+
+
+def public_version(version: dict) -> dict:
+    """A stage's version without checkpoint paths, URIs or the messages that hold them."""
+    public = {k: v for k, v in version.items() if k != "checkpoint" and k not in REFUSED}
+    for key in REFUSED & set(version):
+        public[key] = "a new checkpoint did not load: details with the token"
+    return public
+
+
+def failed_updates() -> dict[str, str]:
+    """Serve's message for each deployment of this app whose last update failed (its old
+    replicas serve on), by deployment name; {} when Serve cannot say."""
+    try:
+        app = serve.status().applications[serve.get_replica_context().app_name]
+    except Exception:  # noqa: BLE001 - no status: nothing to add to /healthz
+        return {}
+    return {name: d.message or str(d.status) for name, d in app.deployments.items()
+            if str(d.status).endswith(("DEPLOY_FAILED", "UNHEALTHY"))}
+
+
+def decoded_rgb(data: bytes, limits: UploadLimits) -> np.ndarray:
+    """The checked upload (:func:`decode_upload`) as an RGB array."""
+    return np.asarray(decode_upload(data, limits).convert("RGB"))
+
+
 def _png_data_url(page: np.ndarray) -> str:
     buf = io.BytesIO()
     Image.fromarray(page).save(buf, "PNG")
@@ -141,27 +178,41 @@ class OCRService:
     def __init__(self, deskewer, detector, recognizer, settings: dict):
         self.min_score, self.max_lines = settings["min_score"], settings["max_lines"]
         self.limits = UploadLimits(settings["max_bytes"], settings["max_pixels"], tuple(settings["formats"]))
-        self.token_env = settings["token_env"]
-        self.token = os.environ.get(self.token_env, "") if self.token_env else ""
+        self.token_env, self.token_digest = settings["token_env"], settings["token_digest"]
+        self.decoded_pixels = PixelBudget(settings["max_pages"] * settings["max_pixels"])
         self.deskewer, self.detector, self.recognizer = deskewer, detector, recognizer
 
     # --- helpers ---------------------------------------------------------------------------
-    def check_token(self, request: Request) -> None:
-        if not self.token:
-            return
+    def authorized(self, request: Request) -> bool:
+        """Whether the request carries the token (compared by its salted digest)."""
         got = request.headers.get("authorization", "")
-        if not hmac.compare_digest(got.encode(), f"Bearer {self.token}".encode()):
+        if not self.token_digest or not got.startswith("Bearer "):
+            return False
+        digest = token_sha256(self.token_digest["salt"], got[len("Bearer "):])
+        return hmac.compare_digest(digest, self.token_digest["sha256"])
+
+    def check_token(self, request: Request) -> None:
+        if self.token_digest and not self.authorized(request):
+            got = request.headers.get("authorization", "")
             raise RequestError(401, "unauthorized", "expected an 'Authorization: Bearer <token>' header "
                                f"with the token in ${self.token_env}, found "
                                f"{'a wrong token' if got else 'none'}")
 
-    async def page(self, request: Request, clock: _Clock) -> np.ndarray:
+    @contextlib.asynccontextmanager
+    async def upload(self, request: Request):
+        """(the decoded page, the request's clock), for as long as the route reads it. The
+        upload is checked (token, size) first; then it waits for room for its pixels in the
+        replica's budget (``max_pages`` pages at the pixel cap) and is decoded off the event
+        loop, in a thread. So the decoded images in the replica hold max_pages x max_pixels
+        pixels at most (the memory bound in the README)."""
+        clock = _Clock()
         self.check_token(request)
         data = await read_upload(request, self.limits)
-        image = decode_upload(data, self.limits)
-        page = np.asarray(image.convert("RGB"))
-        clock.lap("decode")
-        return page
+        async with self.decoded_pixels.hold(header_pixels(data, self.limits.max_pixels)):
+            page = await asyncio.to_thread(decoded_rgb, data, self.limits)
+            del data
+            clock.lap("decode")
+            yield page, clock
 
     async def read_lines(self, page: np.ndarray, lines: list[dict]) -> dict | None:
         if not lines:
@@ -188,89 +239,96 @@ class OCRService:
         return resources.files("ocr.serve").joinpath("static/index.html").read_text("utf-8")
 
     @app.get("/healthz")
-    async def healthz(self) -> dict:
-        """Liveness, and the model behind each stage."""
+    async def healthz(self, request: Request) -> dict:
+        """Liveness, and the model behind each stage. ``degraded``: a new checkpoint was
+        refused and the old model serves on: a stage refused it in place (``swap_refused``),
+        or its new replicas failed to start (``update_failed``, Serve's message). Checkpoint
+        paths, URIs and messages are shown only to a request with the token."""
         stages = {"recognizer": self.recognizer, "detector": self.detector, "deskewer": self.deskewer}
         names = [k for k, v in stages.items() if v is not None]
         versions = await asyncio.gather(*(stages[k].version.remote() for k in names))
-        return {"status": "ok", "models": dict(zip(names, versions)), "auth": bool(self.token)}
+        failed = await asyncio.to_thread(failed_updates)
+        versions = [{**v, **({"update_failed": failed[STAGE_NAMES[k]]} if STAGE_NAMES[k] in failed else {})}
+                    for k, v in zip(names, versions)]
+        if not self.authorized(request):
+            versions = [public_version(version) for version in versions]
+        status = "degraded" if any(REFUSED & set(v) for v in versions) else "ok"
+        return {"status": status, "models": dict(zip(names, versions)), "auth": bool(self.token_digest)}
 
     @app.post("/ocr", openapi_extra=_IMAGE_BODY)
     async def ocr(self, request: Request, image: bool = False) -> dict:
         """The whole graph: skew angle, orientation, lines (box, text, confidence), per-stage
         timings in ms and model versions. ``?image=true`` adds the upright page as a PNG data
         URL (boxes are in its pixels)."""
-        clock = _Clock()
-        page = await self.page(request, clock)
-        deskew, models = {"angle": 0.0, "skew": 0.0, "orientation": 0, "method": NO_DESKEW}, {}
-        if self.deskewer is not None:
-            page, deskew = await call(self.deskewer.correct, page)
-            models["deskewer"] = deskew.pop("model")
-            clock.lap("deskew")
-        lines, models["detector"] = await self.regions(page)
-        clock.lap("detect")
-        if deskew["method"] == "classical" and self.detector is not None and lines:
-            if await self.reads_upside_down(page, lines):   # the classical skew's axis, not which way up
-                page, deskew = np.ascontiguousarray(page[::-1, ::-1]), turn_estimate(deskew)
-                lines, _ = await self.regions(page)
-            clock.lap("which_way_up")
-        models["recognizer"] = await self.read_lines(page, lines)
-        clock.lap("recognize")
-        no_text = not any(ln.get("text", "").strip() for ln in lines)
-        if no_text:   # nothing read: no angle to speak of, whatever the estimate made of the blank
-            deskew = {**deskew, "angle": 0.0, "skew": 0.0, "orientation": 0}
-        out = {"no_text": no_text, "angle": deskew["angle"], "skew": deskew.get("skew"),
-               "orientation": deskew.get("orientation"),
-               "deskew_method": deskew.get("method"), "size": [page.shape[1], page.shape[0]],
-               "lines": lines, "text": text_by_rows(lines),
-               "timings_ms": clock.done(), "models": models}
-        if image:
-            out["image"] = _png_data_url(page)
-        return out
+        async with self.upload(request) as (page, clock):
+            deskew, models = {"angle": 0.0, "skew": 0.0, "orientation": 0, "method": NO_DESKEW}, {}
+            if self.deskewer is not None:
+                page, deskew = await call(self.deskewer.correct, page)
+                models["deskewer"] = deskew.pop("model")
+                clock.lap("deskew")
+            lines, models["detector"] = await self.regions(page)
+            clock.lap("detect")
+            if deskew["method"] == "classical" and self.detector is not None and lines:
+                if await self.reads_upside_down(page, lines):   # the classical skew's axis, not which way up
+                    page, deskew = np.ascontiguousarray(page[::-1, ::-1]), turn_estimate(deskew)
+                    lines, _ = await self.regions(page)
+                clock.lap("which_way_up")
+            models["recognizer"] = await self.read_lines(page, lines)
+            clock.lap("recognize")
+            no_text = not any(ln.get("text", "").strip() for ln in lines)
+            if no_text:   # nothing read: no angle to speak of, whatever the estimate made of the blank
+                deskew = {**deskew, "angle": 0.0, "skew": 0.0, "orientation": 0}
+            out = {"no_text": no_text, "angle": deskew["angle"], "skew": deskew.get("skew"),
+                   "orientation": deskew.get("orientation"),
+                   "deskew_method": deskew.get("method"), "size": [page.shape[1], page.shape[0]],
+                   "lines": lines, "text": text_by_rows(lines),
+                   "timings_ms": clock.done(), "models": models}
+            if image:
+                out["image"] = _png_data_url(page)
+            return out
 
     @app.post("/recognize", openapi_extra=_IMAGE_BODY)
     async def recognize(self, request: Request) -> dict:
         """One line image: its text and confidence."""
-        clock = _Clock()
-        line = await self.page(request, clock)
-        r = (await call(self.recognizer.read, [line]))[0]
-        clock.lap("recognize")
-        return {"text": r["text"], "confidence": r["confidence"], "timings_ms": clock.done(),
-                "models": {"recognizer": r["model"]}}
+        async with self.upload(request) as (line, clock):
+            r = (await call(self.recognizer.read, [line]))[0]
+            clock.lap("recognize")
+            return {"text": r["text"], "confidence": r["confidence"], "timings_ms": clock.done(),
+                    "models": {"recognizer": r["model"]}}
 
     @app.post("/detect", openapi_extra=_IMAGE_BODY)
     async def detect(self, request: Request) -> dict:
         """Text regions of a page (no deskew): boxes and scores, in reading order."""
-        clock = _Clock()
-        page = await self.page(request, clock)
-        if self.detector is None:
-            raise RequestError(404, "no_detector", "this deployment has no detector: start it with one")
-        lines, version = await self.regions(page)
-        clock.lap("detect")
-        return {"lines": lines, "size": [page.shape[1], page.shape[0]], "timings_ms": clock.done(),
-                "models": {"detector": version}}
+        async with self.upload(request) as (page, clock):
+            if self.detector is None:
+                raise RequestError(404, "no_detector", "this deployment has no detector: start it with one")
+            lines, version = await self.regions(page)
+            clock.lap("detect")
+            return {"lines": lines, "size": [page.shape[1], page.shape[0]], "timings_ms": clock.done(),
+                    "models": {"detector": version}}
 
     @app.post("/deskew", openapi_extra=_IMAGE_BODY)
     async def deskew(self, request: Request, image: bool = False) -> dict:
         """The page's rotation (total angle, fine skew, orientation); ``?image=true`` adds the
         upright page as a PNG data URL."""
-        clock = _Clock()
-        page = await self.page(request, clock)
-        if self.deskewer is None:
-            raise RequestError(404, "no_deskewer", "this deployment has deskewing turned off")
-        page, info = await call(self.deskewer.correct, page)
-        clock.lap("deskew")
-        out = {**info, "timings_ms": clock.done()}
-        out["models"] = {"deskewer": out.pop("model")}
-        if image:
-            out["image"] = _png_data_url(page)
-        return out
+        async with self.upload(request) as (page, clock):
+            if self.deskewer is None:
+                raise RequestError(404, "no_deskewer", "this deployment has deskewing turned off")
+            page, info = await call(self.deskewer.correct, page)
+            clock.lap("deskew")
+            out = {**info, "timings_ms": clock.done()}
+            out["models"] = {"deskewer": out.pop("model")}
+            if image:
+                out["image"] = _png_data_url(page)
+            return out
 
 
 def build_app(args: dict):
     """The Serve application for ``args`` (a :class:`ServeConfig` as a dict); refused before
     any replica starts when a checkpoint is missing or of the wrong task."""
     cfg = (args if isinstance(args, ServeConfig) else ServeConfig(**(args or {})))
+    running = serve_http_options()
+    cfg.check_exposure({cfg.host} | ({running.host} if running is not None else set()))
     cfg.check_checkpoints()
     recognizer = Recognizer.options(user_config=cfg.recognizer_config()).bind()
     detector = deskewer = None
@@ -278,10 +336,19 @@ def build_app(args: dict):
         detector = Detector.options(user_config=cfg.stage_config(cfg.detector)).bind()
     if cfg.deskewer != NO_DESKEW:
         deskewer = Deskewer.options(user_config=cfg.stage_config(cfg.deskewer)).bind()
-    ingress = OCRService
-    if cfg.token():   # the builder's environment names the token: the ingress gets it too
-        ingress = OCRService.options(ray_actor_options={
-            "num_cpus": 0.1, "runtime_env": {"env_vars": {cfg.token_env: cfg.token()}}})
     # Checkpoint paths live in the stages' user_config only: a new path reconfigures that
-    # stage in place, and the ingress (whose arguments did not change) keeps running.
-    return ingress.bind(deskewer, detector, recognizer, {k: getattr(cfg, k) for k in INGRESS_KEYS})
+    # stage in place, and the ingress (whose arguments did not change) keeps running. The
+    # token stays in this process: the ingress gets its salted digest.
+    settings = {**{k: getattr(cfg, k) for k in INGRESS_KEYS}, "token_digest": cfg.token_digest()}
+    return OCRService.bind(deskewer, detector, recognizer, settings)
+
+
+def serve_http_options():
+    """The HTTP options of the Serve running in the connected Ray, or None (no Ray, no Serve)."""
+    if not ray.is_initialized():
+        return None
+    try:
+        client = _get_global_client(raise_if_no_controller_running=False)
+        return None if client is None else client.http_config
+    except Exception:  # noqa: BLE001 - cannot tell: the config's own host decides
+        return None

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import ipaddress
 import os
+import socket
 from dataclasses import asdict, dataclass
 
 from ocr.config import ConfigError, absolute_paths, opt
@@ -13,6 +16,8 @@ NO_DESKEW = "off"
 NO_DETECTOR = "off"
 CLASSICAL = "lines"   # ocr.infer.layout.CLASSICAL, the line finder (not imported: it pulls in torch)
 DEFAULT_RECOGNIZER = "builtin:korean"   # ocr read's default language: Hangul, Latin, digits
+TOKEN_SALT = "ocr-serve-token-v1"
+MIN_TOKEN_CHARS = 16   # shorter tokens are refused: guessable, and their digest could be searched
 
 
 @dataclass
@@ -34,12 +39,18 @@ class ServeConfig:
     max_bytes: int = opt(10 * 1024 * 1024, "upload size cap in bytes (413 above)")
     max_pixels: int = opt(40_000_000, "width x height cap, read from the header before decoding "
                           "(413 above)")
+    max_pages: int = opt(4, "decoded pixels in flight per ingress replica: this many pages at the "
+                         "pixel cap (many more small images); more wait, holding their bodies only. "
+                         "With max_bytes and max_ongoing_requests it bounds a replica's memory (README)")
     formats: list[str] = opt(factory=lambda: list(ALLOWED_FORMATS), metavar="FORMAT",
                              help="image formats accepted, by their magic bytes (415 otherwise)")
     token_env: str = opt("OCR_SERVE_TOKEN", "environment variable holding the API token: when it is "
-                         "set, requests need Authorization: Bearer <token>")
+                         "set, requests need Authorization: Bearer <token>. Only a salted digest "
+                         "of it reaches Ray (never runtime_env or job records)")
     host: str = opt("127.0.0.1", "address to listen on (ocr serve only; serve_config.yaml has "
-                    "http_options)")
+                    "http_options). Beyond loopback it needs the token, or --insecure")
+    insecure: bool = opt(False, "serve beyond loopback without a token: anyone who reaches the "
+                         "port can use the service (off: such a deployment is refused)")
     port: int = opt(8000, "HTTP port (ocr serve only)")
     request_timeout_s: float = opt(30.0, "end-to-end HTTP timeout in seconds (408 past it)")
 
@@ -49,7 +60,7 @@ class ServeConfig:
             raise ConfigError("recognizer: expected a recognition checkpoint, found none")
         if not 0 <= self.min_score <= 1:
             raise ConfigError(f"min_score: expected a score in [0, 1], found {self.min_score}")
-        for name in ("threads", "max_batch_size", "max_lines"):
+        for name in ("threads", "max_batch_size", "max_lines", "max_pages"):
             if getattr(self, name) < (0 if name == "threads" else 1):
                 raise ConfigError(f"{name}: expected a positive number, found {getattr(self, name)}")
         try:
@@ -75,7 +86,8 @@ class ServeConfig:
                                  batch_wait_ms=self.batch_wait_ms)
 
     def check_checkpoints(self) -> None:
-        """Refuse missing or wrong-task checkpoints before any replica starts."""
+        """Refuse missing, wrong-task or damaged checkpoints (weights that do not fit their
+        model.json) before any replica starts or changes."""
         from ocr import checkpoint  # lazy: torch, which building the CLI's parser must not import
 
         wanted = {"recognizer": "recognition", "detector": "detection", "deskewer": "orientation"}
@@ -86,11 +98,60 @@ class ServeConfig:
                 continue
             try:
                 checkpoint.read_meta(path, task)
+                checkpoint.load(path, task)   # the weights fit the model.json (its head, its charset)
             except ConfigError as e:
                 raise ConfigError(f"{name}: {e}") from None
+            except Exception as e:  # noqa: BLE001 - weights that do not load: refused, said why
+                raise ConfigError(f"{name}: {path} does not load ({type(e).__name__}: {e}); the "
+                                  f"running deployment, if any, is left as it is") from None
 
     def token(self) -> str:
-        return os.environ.get(self.token_env, "") if self.token_env else ""
+        """The token, from the builder's environment; refused when too short to be a secret."""
+        token = os.environ.get(self.token_env, "") if self.token_env else ""
+        if token and len(token) < MIN_TOKEN_CHARS:
+            raise ConfigError(f"${self.token_env}: expected a token of at least {MIN_TOKEN_CHARS} "
+                              f"characters, found {len(token)}: make one with "
+                              f"`export {self.token_env}=$(openssl rand -hex 32)`")
+        return token
+
+    def check_exposure(self, hosts: set[str]) -> None:
+        """Refuse (ConfigError) to listen on an address beyond loopback with no token, unless
+        ``insecure``: before any deployment starts."""
+        exposed = sorted(h for h in hosts if not is_loopback(h))
+        if exposed and not self.token() and not self.insecure:
+            raise ConfigError(
+                f"host {', '.join(exposed)}: listening beyond this machine needs a token, found "
+                f"${self.token_env or 'OCR_SERVE_TOKEN'} unset. Set one in the environment that "
+                f"builds the app (`export {self.token_env or 'OCR_SERVE_TOKEN'}=$(openssl rand "
+                f"-hex 32)`; on a cluster, on every node: cluster.yaml, the KubeRay secret), "
+                f"listen on 127.0.0.1, or opt out with --insecure (insecure: true in args)")
+
+    def token_digest(self) -> dict | None:
+        """What the ingress checks requests against: a salted SHA-256 of the token (None: no
+        auth). The token itself never leaves the builder's process. The salt is fixed, so a
+        redeploy with the same token leaves the ingress's arguments, and the ingress, as they
+        were; tokens of MIN_TOKEN_CHARS or more are beyond searching their digest."""
+        token = self.token()
+        return {"salt": TOKEN_SALT, "sha256": token_sha256(TOKEN_SALT, token)} if token else None
 
     def to_json(self) -> dict:
         return asdict(self)
+
+
+def token_sha256(salt: str, token: str) -> str:
+    return hashlib.sha256(f"{salt}:{token}".encode()).hexdigest()
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (an address or a name) is this machine only; names that do not
+    resolve, or resolve to any other address, are not."""
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except (socket.gaierror, UnicodeError):
+        return False
+    return bool(infos) and all(ipaddress.ip_address(info[4][0].split("%")[0]).is_loopback
+                               for info in infos)

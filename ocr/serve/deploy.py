@@ -10,12 +10,11 @@ import socket
 
 import ray
 from ray import serve
-from ray.serve.context import _get_global_client
 from ray.serve.schema import LoggingConfig
 
 from ocr.config import ConfigError
 from ocr.runtime import ensure_ray, recorded_ray
-from ocr.serve.app import build_app
+from ocr.serve.app import build_app, serve_http_options
 
 APP_NAME = "ocr"
 
@@ -41,7 +40,7 @@ def check_port(host: str, port: int) -> None:
     """Refuse (ConfigError) an HTTP address Serve could not listen on, saying who holds it and
     what to do. The Serve already running in the connected Ray is fine on its own port (a
     redeploy replaces the app in place) and refused on another (Serve keeps its first address)."""
-    running = _serve_http()
+    running = serve_http_options()
     if running is not None:
         if int(running.port) == int(port):
             return
@@ -53,17 +52,6 @@ def check_port(host: str, port: int) -> None:
     problem = _bind_problem(host, port)
     if problem:
         raise ConfigError(problem)
-
-
-def _serve_http():
-    """The HTTP options of the Serve running in the connected Ray, or None (no Ray, no Serve)."""
-    if not ray.is_initialized():
-        return None
-    try:
-        client = _get_global_client(raise_if_no_controller_running=False)
-        return None if client is None else client.http_config
-    except Exception:  # noqa: BLE001 - cannot tell: the bind test decides
-        return None
 
 
 def _bind_problem(host: str, port: int) -> str | None:

@@ -12,6 +12,7 @@ by merging while the model is busy instead, so a lone request is never held back
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -20,6 +21,8 @@ from ray import serve
 
 from ocr.infer.which_way_up import upside_down
 from ocr.serve.stages import DeskewerStage, DetectorStage, RecognizerStage
+
+logger = logging.getLogger("ray.serve")
 
 # A page fans out into up to max_lines crop calls, so the stages queue deep; overload is
 # shed at the ingress (its max_queued_requests), not half-way through a page.
@@ -44,6 +47,7 @@ class _Swappable:
 
     stage_cls: type
     stage = None
+    swap_refused = None
     _key = None
     _pool = None
     _threads = 0
@@ -58,14 +62,31 @@ class _Swappable:
             self._threads = threads
         key = (path, config.get("device", "auto"))
         if key != self._key:
-            self.stage = self.stage_cls(path, _device(key[1]))   # loaded first, then swapped in
-            self._key = key
+            self._swap(key)
+
+    def _swap(self, key: tuple[str, str]) -> None:
+        """Load the new model beside the old one, then swap it in. A checkpoint that does not
+        load (missing, damaged, another task, a charset its head does not match) is refused:
+        the old model keeps serving, and the error is logged and shown in /healthz. A replica
+        with no model yet fails instead (Serve retries it)."""
+        try:
+            stage = self.stage_cls(key[0], _device(key[1]))
+        except Exception as e:  # noqa: BLE001 - any load failure: keep the model that works
+            if self.stage is None:
+                raise
+            self.swap_refused = {"checkpoint": key[0], "error": f"{type(e).__name__}: {e}"}
+            logger.error("%s: refused to swap to %s (%s); still serving %s", type(self).__name__,
+                         key[0], self.swap_refused["error"], self._key[0])
+            return
+        self.stage, self._key, self.swap_refused = stage, key, None
 
     async def run(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
     def version(self) -> dict:
-        return self.stage.version
+        """The model serving, and the last swap refused since (if any)."""
+        refused = {"swap_refused": self.swap_refused} if self.swap_refused else {}
+        return {**self.stage.version, **refused}
 
 
 def _set_threads(threads: int) -> None:

@@ -14,10 +14,13 @@ Checks, in the order a request meets them:
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from dataclasses import dataclass
 
 from PIL import Image
 
+from ocr.data.image_size import header_size
 from ocr.data.images import ALLOWED_FORMATS, ImageError, decode, sniff_format
 
 RAW_TYPES = ("application/octet-stream",)
@@ -116,3 +119,35 @@ def decode_upload(data: bytes, limits: UploadLimits) -> Image.Image:
         return decode(data, limits.max_pixels)
     except ImageError as e:
         raise RequestError(_STATUS.get(e.reason, 400), e.reason, str(e)) from None
+
+
+def header_pixels(data: bytes, cap: int) -> int:
+    """width x height as the image's header declares it (nothing opened or decoded: PIL's WebP
+    plugin allocates the canvas on opening), at most ``cap``; ``cap`` when the header says
+    nothing readable (the checked decode then says why)."""
+    fmt = sniff_format(data) if data else None
+    size = header_size(data, fmt) if fmt else None
+    return min(cap, size[0] * size[1]) if size else cap
+
+
+class PixelBudget:
+    """At most ``capacity`` decoded pixels in flight: a request holds its image's pixels from
+    before decoding until its answer, and waits for room when there is none. Pages at the
+    pixel cap get ``capacity / max_pixels`` slots; small line images barely count."""
+
+    def __init__(self, capacity: int):
+        self.capacity, self.free = capacity, capacity
+        self._room = asyncio.Condition()
+
+    @contextlib.asynccontextmanager
+    async def hold(self, pixels: int):
+        pixels = max(1, min(pixels, self.capacity))
+        async with self._room:
+            await self._room.wait_for(lambda: self.free >= pixels)
+            self.free -= pixels
+        try:
+            yield
+        finally:
+            async with self._room:
+                self.free += pixels
+                self._room.notify_all()
