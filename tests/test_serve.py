@@ -20,6 +20,8 @@ from urllib.parse import urlparse
 import numpy as np
 import pytest
 import requests
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from ocr import checkpoint
@@ -265,7 +267,23 @@ def _gif() -> bytes:
     return buf.getvalue()
 
 
+def _bomb_jpeg(width: int, height: int) -> bytes:
+    """A small JPEG whose frame header claims ``width`` x ``height``."""
+    buf = io.BytesIO()
+    Image.new("L", (8, 8), 255).save(buf, "JPEG")
+    data = bytearray(buf.getvalue())
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5:sof + 9] = struct.pack(">HH", height, width)
+    return bytes(data)
+
+
+# The test service's cap is 4,000,000 pixels; Pillow's own guard is 89 million: these are
+# refused by the project's cap, from the header.
+JUST_OVER_CAP = (2001, 2000)
+
 BAD_UPLOADS = {
+    "over_our_cap_png": (_bomb_png(*JUST_OVER_CAP), "image/png", 413),
+    "over_our_cap_jpeg": (_bomb_jpeg(*JUST_OVER_CAP), "image/jpeg", 413),
     "zero_byte": (b"", "image/png", 400),
     "not_an_image": (b"%PDF-1.7 definitely not an image", "application/octet-stream", 415),
     "unsupported_format": (_gif(), "image/gif", 415),
@@ -286,8 +304,11 @@ def test_bad_uploads_get_4xx_json(service, case, route):
     assert r.status_code == status, r.text
     err = r.json()["error"]
     assert err["status"] == status and err["message"]
-    renamed = {"truncated": "corrupt_image", "wrong_content_type": "unsupported_media_type"}
+    renamed = {"truncated": "corrupt_image", "wrong_content_type": "unsupported_media_type",
+               "over_our_cap_png": "too_many_pixels", "over_our_cap_jpeg": "too_many_pixels"}
     assert err["code"] == renamed.get(case, case)
+    if case.startswith("over_our_cap"):
+        assert "2001x2000" in err["message"] and "4,000,000" in err["message"], err
 
 
 def test_bad_multipart_uploads(service):
@@ -299,6 +320,49 @@ def test_bad_multipart_uploads(service):
     assert 400 <= r.status_code < 500 and "error" in r.json()
     big = requests.post(url, files={"file": ("p.png", b"\x89PNG\r\n\x1a\n" + b"\0" * 1_200_000)}, timeout=60)
     assert big.status_code == 413 and big.json()["error"]["code"] == "too_large"
+
+
+# Pillow modes, and the formats that write each (those a format refuses are skipped)
+ODD_MODES = ("1", "L", "P", "RGB", "RGBA", "CMYK", "I", "I;16", "F", "LA", "PA", "YCbCr")
+ODD_FORMATS = ("PNG", "TIFF", "WEBP", "BMP", "JPEG")
+
+
+@st.composite
+def odd_images(draw) -> bytes:
+    """A valid image file, odd in every way Pillow allows: any mode, 1x1 to the test
+    service's pixel cap, flat, noisy or striped, a palette with transparency, an EXIF
+    rotation."""
+    side = st.one_of(st.integers(1, 4), st.integers(1, 400), st.integers(1000, 2000))
+    w, h = draw(side), draw(side)
+    mode, fmt = draw(st.sampled_from(ODD_MODES)), draw(st.sampled_from(ODD_FORMATS))
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    pixels = {"flat": np.full((h, w), 255, np.uint8), "noise": rng.integers(0, 256, (h, w), dtype=np.uint8),
+              "stripes": np.repeat((np.arange(h) // 3 % 2 * 255).astype(np.uint8)[:, None], w, 1)}
+    image = Image.fromarray(pixels[draw(st.sampled_from(sorted(pixels)))]).convert(mode)
+    options = {}
+    if mode in ("P", "PA") and fmt in ("PNG", "GIF"):
+        options["transparency"] = 0
+    if draw(st.booleans()) and fmt in ("PNG", "TIFF", "WEBP", "JPEG"):
+        exif = Image.Exif()
+        exif[0x0112] = draw(st.integers(1, 8))   # Orientation
+        options["exif"] = exif.tobytes()
+    out = io.BytesIO()
+    try:
+        image.save(out, fmt, **options)
+    except (OSError, ValueError, KeyError, TypeError):
+        assume(False)   # this format cannot hold this mode
+    return out.getvalue()
+
+
+@settings(max_examples=25, deadline=None, database=None, derandomize=True,
+          suppress_health_check=list(HealthCheck))
+@given(data=odd_images())
+def test_odd_valid_images_never_get_a_500(service, data):
+    """Random valid-but-odd images at all four routes: each answer is 2xx or a 4xx JSON error."""
+    for route in ("ocr", "recognize", "detect", "deskew"):
+        r = post(f"{service['url']}/{route}", data, "application/octet-stream")
+        assert r.status_code < 500, (route, r.status_code, r.text[:300])
+        assert r.status_code < 400 or r.json()["error"]["code"], r.text[:300]
 
 
 def test_streamed_body_is_cut_at_the_cap(service):
@@ -487,6 +551,38 @@ def head_mismatch(recognizer: str, folder: Path) -> str:
     meta["charset"], meta["arch"]["num_classes"] = charset.to_json(), charset.num_classes
     (folder / "model.json").write_text(json.dumps(meta, ensure_ascii=False), "utf-8")
     return str(folder)
+
+
+def test_overload_is_shed_with_503_and_slow_requests_end_with_408(service):
+    """An ingress that takes one request and queues one more sheds the rest at once with a 503
+    (Serve's max_queued_requests); a request past request_timeout_s ends with a 408 JSON error.
+    Never a 500."""
+    import dataclasses
+
+    from ray import serve
+
+    from ocr.serve.app import build_app
+
+    page = page_png()
+    cfg = dataclasses.replace(service["cfg"], deskewer="")
+    serve.run(build_app(cfg, {"max_ongoing_requests": 1, "max_queued_requests": 1}), name="busy",
+              route_prefix="/busy")
+    try:
+        with cf.ThreadPoolExecutor(16) as pool:
+            answers = list(pool.map(lambda _: post(f"{service['url']}/busy/ocr", page), range(16)))
+        statuses = sorted(r.status_code for r in answers)
+        assert 200 in statuses and 503 in statuses and set(statuses) <= {200, 503}, statuses
+        shed = next(r for r in answers if r.status_code == 503)
+        assert "backpressure" in shed.text, shed.text[:200]   # Serve's own answer, before the app
+        assert post(f"{service['url']}/busy/ocr", page).status_code == 200   # and it serves on
+    finally:
+        serve.delete("busy")   # 2 CPUs hold two apps at a time
+    serve.run(build_app(dataclasses.replace(cfg, request_timeout_s=0.01)), name="slow", route_prefix="/slow")
+    try:
+        slow = post(f"{service['url']}/slow/ocr", page)
+        assert slow.status_code == 408 and slow.json()["error"]["code"] == "timeout", slow.text[:300]
+    finally:
+        serve.delete("slow")
 
 
 def test_a_swap_to_a_checkpoint_that_does_not_load_is_refused(service, models, tmp_path):

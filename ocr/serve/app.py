@@ -14,6 +14,7 @@ import base64
 import contextlib
 import hmac
 import io
+import logging
 import time
 from importlib import resources
 
@@ -38,10 +39,14 @@ from ocr.serve.uploads import (
     PixelBudget,
     RequestError,
     UploadLimits,
+    deadline,
     decode_upload,
     header_pixels,
     read_upload,
+    stage_error,
 )
+
+logger = logging.getLogger("ray.serve")
 
 _IMAGE_BODY = {"requestBody": {"required": True, "content": {
     "multipart/form-data": {"schema": {"type": "object", "required": ["file"],
@@ -51,7 +56,9 @@ _IMAGE_BODY = {"requestBody": {"required": True, "content": {
     "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}}
 
 # What the ingress needs of the ServeConfig (checkpoint paths are the stages' business).
-INGRESS_KEYS = ("min_score", "max_lines", "max_bytes", "max_pixels", "max_pages", "formats", "token_env")
+INGRESS_KEYS = ("min_score", "max_lines", "max_bytes", "max_pixels", "max_pages", "formats", "token_env",
+                "request_timeout_s")
+TIMEOUT_SHARE = 0.95
 
 app = FastAPI(title="ocr-on-ray", version="1", description=(
     "Deskew, find text regions and read them. Upload an image as a multipart `file` part or as "
@@ -128,8 +135,14 @@ def failed_updates() -> dict[str, str]:
 
 
 def decoded_rgb(data: bytes, limits: UploadLimits) -> np.ndarray:
-    """The checked upload (:func:`decode_upload`) as an RGB array."""
-    return np.asarray(decode_upload(data, limits).convert("RGB"))
+    """The checked upload (:func:`decode_upload`) as an RGB array; a mode Pillow cannot turn
+    into RGB is a 415."""
+    image = decode_upload(data, limits)
+    try:
+        return np.asarray(image.convert("RGB"))
+    except (ValueError, OSError) as e:
+        raise RequestError(415, "unsupported_mode", f"image mode: expected one Pillow converts to RGB, "
+                           f"found {image.mode} ({e})") from None
 
 
 def _png_data_url(page: np.ndarray) -> str:
@@ -180,6 +193,8 @@ class OCRService:
         self.limits = UploadLimits(settings["max_bytes"], settings["max_pixels"], tuple(settings["formats"]))
         self.token_env, self.token_digest = settings["token_env"], settings["token_digest"]
         self.decoded_pixels = PixelBudget(settings["max_pages"] * settings["max_pixels"])
+        # a JSON 408 from here, a little before Serve's own HTTP timeout (the backstop)
+        self.timeout_s = settings["request_timeout_s"] * TIMEOUT_SHARE
         self.deskewer, self.detector, self.recognizer = deskewer, detector, recognizer
 
     # --- helpers ---------------------------------------------------------------------------
@@ -207,12 +222,18 @@ class OCRService:
         pixels at most (the memory bound in the README)."""
         clock = _Clock()
         self.check_token(request)
-        data = await read_upload(request, self.limits)
-        async with self.decoded_pixels.hold(header_pixels(data, self.limits.max_pixels)):
-            page = await asyncio.to_thread(decoded_rgb, data, self.limits)
-            del data
-            clock.lap("decode")
-            yield page, clock
+        async with deadline(self.timeout_s):
+            data = await read_upload(request, self.limits)
+            async with self.decoded_pixels.hold(header_pixels(data, self.limits.max_pixels)):
+                page = await asyncio.to_thread(decoded_rgb, data, self.limits)
+                del data
+                clock.lap("decode")
+                try:
+                    yield page, clock
+                except RequestError:
+                    raise
+                except Exception as e:  # noqa: BLE001 - past decoding: 422 (the input) or 500 with an id
+                    raise stage_error(e, logger) from None
 
     async def read_lines(self, page: np.ndarray, lines: list[dict]) -> dict | None:
         if not lines:
@@ -323,9 +344,11 @@ class OCRService:
             return out
 
 
-def build_app(args: dict):
+def build_app(args: dict, ingress_options: dict | None = None):
     """The Serve application for ``args`` (a :class:`ServeConfig` as a dict); refused before
-    any replica starts when a checkpoint is missing or of the wrong task."""
+    any replica starts or changes when a checkpoint does not load, or when it would listen
+    beyond loopback without a token. ``ingress_options``: Serve options of the ingress
+    deployment (serve_config.yaml sets them under ``deployments``)."""
     cfg = (args if isinstance(args, ServeConfig) else ServeConfig(**(args or {})))
     running = serve_http_options()
     cfg.check_exposure({cfg.host} | ({running.host} if running is not None else set()))
@@ -340,7 +363,10 @@ def build_app(args: dict):
     # stage in place, and the ingress (whose arguments did not change) keeps running. The
     # token stays in this process: the ingress gets its salted digest.
     settings = {**{k: getattr(cfg, k) for k in INGRESS_KEYS}, "token_digest": cfg.token_digest()}
-    return OCRService.bind(deskewer, detector, recognizer, settings)
+    if running is not None and getattr(running, "request_timeout_s", None):   # the HTTP timeout in force
+        settings["request_timeout_s"] = min(cfg.request_timeout_s, running.request_timeout_s)
+    ingress = OCRService.options(**ingress_options) if ingress_options else OCRService
+    return ingress.bind(deskewer, detector, recognizer, settings)
 
 
 def serve_http_options():

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from dataclasses import dataclass
 
 from PIL import Image
@@ -31,12 +32,32 @@ _STATUS = {"too_many_pixels": 413, "not_an_image": 415, "unsupported_format": 41
 class RequestError(Exception):
     """A client error: HTTP ``status``, a stable ``code`` and a sentence for people."""
 
-    def __init__(self, status: int, code: str, message: str):
+    def __init__(self, status: int, code: str, message: str, request_id: str = ""):
         super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+        self.status, self.code, self.message, self.request_id = status, code, message, request_id
 
     def to_json(self) -> dict:
-        return {"error": {"status": self.status, "code": self.code, "message": self.message}}
+        error = {"status": self.status, "code": self.code, "message": self.message}
+        return {"error": {**error, "request_id": self.request_id} if self.request_id else error}
+
+
+# What a stage raises when the decoded image itself is odd (an empty crop, a degenerate box, a
+# size a step cannot take): the input's fault, a 422. Anything else is the service's: a 500.
+INPUT_FAULTS = (ValueError, IndexError, ZeroDivisionError, OverflowError)
+
+
+def stage_error(error: Exception, logger) -> RequestError:
+    """The answer for an exception raised while a decoded upload went through the stages
+    (Ray re-raises a stage's exception as a subclass of its type): 422 when the input is at
+    fault, else 500 with a request id that the log line (with its traceback) carries too."""
+    if isinstance(error, INPUT_FAULTS):
+        cause = getattr(error, "cause", None) or error
+        return RequestError(422, "unprocessable_image", f"the image decoded, but a stage could not "
+                            f"process it: {type(cause).__name__}: {str(cause)[:300]}")
+    request_id = uuid.uuid4().hex[:16]
+    logger.error("request %s failed", request_id, exc_info=error)
+    return RequestError(500, "internal_error", "the service failed on this request and keeps "
+                        "running: retry, and report the request id if it persists", request_id)
 
 
 @dataclass(frozen=True)
@@ -151,3 +172,28 @@ class PixelBudget:
             async with self._room:
                 self.free += pixels
                 self._room.notify_all()
+
+
+@contextlib.asynccontextmanager
+async def deadline(seconds: float):
+    """A 408 :class:`RequestError` when the body takes longer than ``seconds`` (asyncio.timeout,
+    which Python 3.10 lacks): the request's task is cancelled at the deadline, and only that
+    cancellation is turned into the 408."""
+    task, expired = asyncio.current_task(), []
+
+    def expire():
+        expired.append(True)
+        task.cancel()
+
+    handle = asyncio.get_running_loop().call_later(seconds, expire)
+    try:
+        yield
+    except asyncio.CancelledError:
+        if not expired:
+            raise
+        if hasattr(task, "uncancel"):
+            task.uncancel()
+        raise RequestError(408, "timeout", f"the request took longer than {seconds:g} s "
+                           "(request_timeout_s): expected a smaller image, or retry") from None
+    finally:
+        handle.cancel()
