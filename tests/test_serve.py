@@ -414,6 +414,52 @@ def test_killed_replica_is_retried_not_500(service):
     assert statuses == [200] * 12, statuses
 
 
+@pytest.mark.parametrize("deployment", ["OCRService", "Detector", "Deskewer"])
+def test_a_replica_killed_under_load_is_replaced_and_the_service_answers_again(service, deployment):
+    """SIGKILL, from outside, of one replica's process while two clients post pages: Serve
+    starts a replacement and the service answers again. Prints the failed requests and the
+    seconds from the kill to the first answer after it (the note's figures)."""
+    import os
+    import signal
+
+    import ray
+    from ray.util.state import list_actors
+
+    url, page, answers, stop = f"{service['url']}/ocr", page_png(), [], threading.Event()
+
+    def client():
+        while not stop.is_set():
+            try:
+                status = post(url, page).status_code
+            except requests.RequestException:
+                status = 0   # the connection itself failed
+            answers.append((time.monotonic(), status))
+
+    (victim,) = list_actors(address=ray.get_runtime_context().gcs_address, filters=[
+        ("class_name", "=", f"ServeReplica:ocr:{deployment}"), ("state", "=", "ALIVE")])
+    clients = [threading.Thread(target=client) for _ in range(2)]
+    for t in clients:
+        t.start()
+    time.sleep(2)
+    killed = time.monotonic()
+    os.kill(victim.pid, signal.SIGKILL)
+    def after_kill() -> list[tuple[float, int]]:
+        return [(at, status) for at, status in answers if at > killed]
+
+    deadline = killed + 120
+    while time.monotonic() < deadline and [s for _, s in after_kill()[-4:]] != [200] * 4:
+        time.sleep(0.2)
+    stop.set()
+    for t in clients:
+        t.join()
+    after = after_kill()
+    failed = [status for _, status in after if status != 200]
+    recovered = next((at - killed for at, status in after if status == 200), float("nan"))
+    print(f"\nkilled {deployment}: {len(failed)} of {len(after)} requests failed after the kill "
+          f"({sorted(set(failed))}), first answer {recovered:.1f} s after it")
+    assert [s for _, s in after[-4:]] == [200] * 4, after[-8:]
+
+
 def test_client_prints_text_and_json(service, tmp_path):
     image = tmp_path / "line.png"
     image.write_bytes(line_images(1)[0])
