@@ -382,6 +382,11 @@ def main(argv: list[str] | None = None) -> int:
     except (C.ConfigError, FileNotFoundError, ValueError) as e:
         print(f"ocr {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except RuntimeError as e:
+        if type(e).__name__ != "TrainingFailed":   # ocr.train.run's: imported only by train commands
+            raise
+        print(f"ocr {args.command}: training failed: {e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

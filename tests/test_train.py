@@ -72,6 +72,17 @@ def test_two_workers_resume_after_a_worker_dies(trained, digits):
     assert (summary_dir / "config.yaml").exists() and (summary_dir / "summary.json").exists()
 
 
+def test_exhausted_max_failures_end_with_the_last_error_named(digits, tmp_path):
+    from ocr.train.run import TrainingFailed, train
+
+    cfg = _cfg(digits, tmp_path, name="no-restarts", fault_at_step=4, max_failures=0, max_steps=8)
+    with pytest.raises(TrainingFailed) as failed:
+        train(cfg)
+    message = str(failed.value)
+    assert "--max-failures 0" in message and "the last error: worker" in message, message
+    assert cfg.name in message and "same --name" in message
+
+
 def test_the_best_is_the_later_of_equal_validations(trained):
     """Ties go to the later validation, as Ray Train's checkpoint ranking keeps the later of two
     equal scores: the training log, the summary and RUN/best name the same step."""

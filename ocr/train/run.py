@@ -17,7 +17,7 @@ import time
 
 import ray
 import yaml
-from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig, TrainingFailedError
 from ray.train.torch import TorchConfig, TorchTrainer
 
 from ocr import storage
@@ -127,6 +127,28 @@ def publish_best(result, task: TrainTask, run_dir: str) -> dict:
             "metrics": {k: v for k, v in metrics.items() if k.startswith("val_") or k == "step"}}
 
 
+class TrainingFailed(RuntimeError):
+    """A run that ran out of restarts (``--max-failures``); its checkpoints are kept."""
+
+
+def last_error(error: TrainingFailedError) -> str:
+    """The error that ended the run: each failed worker's, else the controller's, in a line."""
+    failures = getattr(error, "worker_failures", None) or {}
+    causes = [f"worker {rank}: {type(e).__name__}: {e}" for rank, e in sorted(failures.items())]
+    if not causes:
+        cause = getattr(error, "controller_failure", error)
+        causes = [f"{type(cause).__name__}: {cause}"]
+    return "; ".join(" ".join(c.split())[:400] for c in causes)
+
+
+def failure_message(error: TrainingFailedError, cfg: TrainConfig, run_dir: str) -> str:
+    restarts = f"{cfg.max_failures} restart{'s' if cfg.max_failures != 1 else ''}"
+    return (f"the run failed after {restarts} (--max-failures {cfg.max_failures}); the last error: "
+            f"{last_error(error)}. Its checkpoints are kept in {run_dir}: fix the cause and run the "
+            f"same command (same --name) to continue from the last one, or allow more restarts "
+            f"with --max-failures")
+
+
 def train(cfg: TrainConfig) -> dict:
     """Run (or continue) a training run; returns its summary (also RUN/summary.json)."""
     task = make_task(cfg)  # refuses bad data, charset, model or feasibility before any worker
@@ -136,7 +158,10 @@ def train(cfg: TrainConfig) -> dict:
     resumed = check_or_write_config(cfg, run_dir)
     print(f"run {run_name} ({'continuing' if resumed else 'new'}): {run_dir}", flush=True)
     started = time.perf_counter()
-    result = build_trainer(cfg, task, run_name, run_dir).fit()
+    try:
+        result = build_trainer(cfg, task, run_name, run_dir).fit()
+    except TrainingFailedError as e:
+        raise TrainingFailed(failure_message(e, cfg, run_dir)) from None
     final = result.metrics or {}
     summary = {"run": run_name, "run_dir": run_dir, "resumed": resumed, "diverged": final.get("diverged"),
                "seconds": round(time.perf_counter() - started, 1), **publish_best(result, task, run_dir),
