@@ -101,3 +101,33 @@ def test_trial_status_counts_steps_reached_not_iterations_after_a_resume():
     assert _status(result(step=80, training_iteration=4), 7, 120)[0] == "stopped early"
     assert _status(result(step=60, training_iteration=3, diverged=True, diverged_step=57), 7, 120) == \
         ("diverged at step 57", 57)
+
+
+def test_resume_unpickles_only_a_sweep_named_with_its_storage_and_owned_by_this_user(tmp_path):
+    """Resuming loads the sweep's pickles: never from a default path, a missing sweep, a link,
+    a file anyone may write or another user's folder."""
+    import os
+
+    from ocr.tune.sweep import check_resumable
+
+    space = _space(tmp_path, "lr: {loguniform: [1.0e-3, 5.0e-3]}\n")
+    with pytest.raises(ConfigError, match="expected --storage"):
+        SweepConfig(space=space, name="s", resume=True)
+    sweep_dir = tmp_path / "sweeps" / "s"
+    with pytest.raises(ConfigError, match="found none"):
+        check_resumable(str(sweep_dir))
+    sweep_dir.mkdir(parents=True)
+    (sweep_dir / "tuner.pkl").write_bytes(b"state")
+    check_resumable(str(sweep_dir))
+    os.chmod(sweep_dir / "tuner.pkl", 0o666)
+    with pytest.raises(ConfigError, match="writable by anyone"):
+        check_resumable(str(sweep_dir))
+    os.chmod(sweep_dir / "tuner.pkl", 0o644)
+    link = tmp_path / "sweeps" / "link"
+    link.symlink_to(sweep_dir)
+    with pytest.raises(ConfigError, match="a link"):
+        check_resumable(str(link))
+    if os.getuid() == 0:   # root can hand the folder to someone else
+        os.chown(sweep_dir, 65534, 65534)
+        with pytest.raises(ConfigError, match="owned by uid 65534"):
+            check_resumable(str(sweep_dir))

@@ -18,7 +18,9 @@ class SweepConfig:
     grace_period: int = opt(1, "validations every trial gets before ASHA may stop it")
     reduction_factor: int = opt(2, "ASHA keeps 1 in this many trials at each rung")
     max_concurrent: int = opt(0, "trials at once; 0: as many as the cluster's CPUs (or GPUs) hold")
-    storage: str = opt("sweeps", "folder (or s3:// URI) that holds the sweep folders", path="output")
+    storage: str = opt("", "folder (or s3:// URI) that holds the sweep folders (default: ./sweeps); "
+                       "--resume needs it named, as it unpickles the sweep's state from there",
+                       path="output")
     name: str = opt("", "sweep name, its folder under --storage (empty: sweep-TIMESTAMP); with "
                     "--resume, the sweep to continue")
     resume: bool = opt(False, "continue the sweep --name after an interruption")
@@ -36,3 +38,7 @@ class SweepConfig:
             raise ConfigError(f"num_samples: expected >= 1, found {self.num_samples}")
         if self.resume and not self.name:
             raise ConfigError("resume: expected --name of the sweep to continue")
+        if self.resume and not self.storage:
+            raise ConfigError("resume: expected --storage, the folder that holds the sweep: resuming "
+                              "unpickles the sweep's saved state, so it is read only from a place you "
+                              "name, never a default (e.g. --storage sweeps)")

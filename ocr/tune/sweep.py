@@ -16,7 +16,9 @@ import dataclasses
 import json
 import math
 import os
+import stat
 import time
+from pathlib import Path
 
 import ray
 from ray import tune
@@ -91,16 +93,47 @@ def _trial(params: dict) -> None:
     ray.get(driver.fit.remote(params, callback))
 
 
+DEFAULT_STORAGE = "sweeps"
+
+
+def check_resumable(sweep_dir: str) -> None:
+    """Refuse (ConfigError) to unpickle a sweep's state from a local folder that is missing,
+    a link, someone else's, or writable by anyone: its pickles could run anyone's code."""
+    if storage.is_s3(sweep_dir):
+        return
+    state = Path(sweep_dir) / "tuner.pkl"
+    if not state.is_file():
+        raise ConfigError(f"resume: expected a sweep in {sweep_dir} (its tuner.pkl), found none: "
+                          "check --storage and --name")
+    for path in (Path(sweep_dir), state):
+        problem = _untrusted(path)
+        if problem:
+            raise ConfigError(f"resume: {path} is {problem}: expected a sweep this user wrote and only "
+                              "it can change, as resuming unpickles it")
+
+
+def _untrusted(path: Path) -> str:
+    info = path.lstat()
+    if stat.S_ISLNK(info.st_mode):
+        return "a link"
+    if info.st_uid != os.getuid():
+        return f"owned by uid {info.st_uid}"
+    return "writable by anyone" if info.st_mode & stat.S_IWOTH else ""
+
+
 def sweep(cfg: SweepConfig, train_cfg: TrainConfig) -> dict:
     """Check the space, run (or continue) the sweep; returns the summary."""
+    name = cfg.name or f"sweep-{time.strftime('%Y%m%d-%H%M%S')}"
+    given = cfg.storage or DEFAULT_STORAGE
+    root = given if storage.is_s3(given) else os.path.abspath(given)
+    if cfg.resume:
+        check_resumable(storage.join(root, name))   # before anything starts
     ensure_ray(train_cfg.num_cpus, dashboard=True)
     configure_data(progress=False)
     base = dataclasses.asdict(train_cfg)
     per_worker, concurrent = _per_trial(train_cfg)
     base["cpus_per_worker"] = per_worker
     concurrent = cfg.max_concurrent or concurrent
-    name = cfg.name or f"sweep-{time.strftime('%Y%m%d-%H%M%S')}"
-    root = cfg.storage if storage.is_s3(cfg.storage) else os.path.abspath(cfg.storage)
     sweep_dir = storage.join(root, name)
     task = make_task(train_cfg)  # the base config itself is refused here when it cannot train
     good, refused = feasible_points(base, cfg, device_budget(train_cfg.use_gpu, concurrent))
