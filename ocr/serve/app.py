@@ -111,8 +111,7 @@ class _CountRequests:
 app.add_middleware(_CountRequests)
 
 
-REFUSED = {"swap_refused", "update_failed"}   # a new checkpoint refused, the old one serving
-STAGE_NAMES = {"recognizer": "Recognizer", "detector": "Detector", "deskewer": "Deskewer"}
+REFUSED = {"swap_refused"}   # a new checkpoint refused in place, the old one serving
 
 
 def public_version(version: dict) -> dict:
@@ -121,17 +120,6 @@ def public_version(version: dict) -> dict:
     for key in REFUSED & set(version):
         public[key] = "a new checkpoint did not load: details with the token"
     return public
-
-
-def failed_updates() -> dict[str, str]:
-    """Serve's message for each deployment of this app whose last update failed (its old
-    replicas serve on), by deployment name; {} when Serve cannot say."""
-    try:
-        app = serve.status().applications[serve.get_replica_context().app_name]
-    except Exception:  # noqa: BLE001 - no status: nothing to add to /healthz
-        return {}
-    return {name: d.message or str(d.status) for name, d in app.deployments.items()
-            if str(d.status).endswith(("DEPLOY_FAILED", "UNHEALTHY"))}
 
 
 def decoded_rgb(data: bytes, limits: UploadLimits) -> np.ndarray:
@@ -261,16 +249,12 @@ class OCRService:
 
     @app.get("/healthz")
     async def healthz(self, request: Request) -> dict:
-        """Liveness, and the model behind each stage. ``degraded``: a new checkpoint was
-        refused and the old model serves on: a stage refused it in place (``swap_refused``),
-        or its new replicas failed to start (``update_failed``, Serve's message). Checkpoint
+        """Liveness, and the model behind each stage. ``degraded``: a stage refused a new
+        checkpoint in place and serves its old one (``swap_refused`` says why). Checkpoint
         paths, URIs and messages are shown only to a request with the token."""
         stages = {"recognizer": self.recognizer, "detector": self.detector, "deskewer": self.deskewer}
         names = [k for k, v in stages.items() if v is not None]
         versions = await asyncio.gather(*(stages[k].version.remote() for k in names))
-        failed = await asyncio.to_thread(failed_updates)
-        versions = [{**v, **({"update_failed": failed[STAGE_NAMES[k]]} if STAGE_NAMES[k] in failed else {})}
-                    for k, v in zip(names, versions)]
         if not self.authorized(request):
             versions = [public_version(version) for version in versions]
         status = "degraded" if any(REFUSED & set(v) for v in versions) else "ok"
