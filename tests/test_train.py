@@ -408,3 +408,69 @@ def test_a_worker_with_no_validation_rows_gets_an_empty_slice(digits, monkeypatc
     (batch,) = val_batches(TrainConfig(data=str(digits)), ["label"])
     assert len(batch["label"]) == 1
     _VAL_CACHE.clear()
+
+
+def test_a_worker_killed_from_outside_and_then_the_driver_resume_from_the_last_checkpoint(digits, tmp_path):
+    """Faults from outside the code under test. `ocr train` runs in its own process group with
+    its own Ray; at the moment its first checkpoint folder appears the test SIGKILLs a training
+    worker's process (Ray Train restarts the group from the last complete checkpoint); once a
+    later checkpoint is there it SIGKILLs the driver and its Ray. The same command, the same
+    --name, then finishes the run: steps and samples go on, none twice, every checkpoint whole."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import tempfile
+    import time
+    from pathlib import Path
+
+    import psutil
+
+    runs, name = tmp_path / "runs", "killed"
+    args = [sys.executable, "-m", "ocr.cli", "train", "recognition", "--data", str(digits), "--storage",
+            str(runs), "--name", name, "--model", "tiny_crnn", "--batch-size", "16", "--max-steps", "40",
+            "--val-every", "8", "--log-every", "4", "--warmup-steps", "4", "--num-workers", "2",
+            "--max-failures", "3", "--num-cpus", "2"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_ADDRESS")}
+    env["RAY_TMPDIR"] = ray_tmp = tempfile.mkdtemp(prefix="rt")   # short: Ray's socket paths
+    run_dir = runs / name
+
+    def checkpoints() -> list:
+        return sorted(run_dir.glob("checkpoint-*"))
+
+    def wait_for(condition, what: str, seconds: float = 300) -> None:
+        deadline = time.time() + seconds
+        while time.time() < deadline and not condition():
+            time.sleep(0.01)
+        assert condition(), f"{what}: {(tmp_path / 'train.log').read_text()[-2000:]}"
+
+    log = open(tmp_path / "train.log", "w")
+    driver = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_for(lambda: checkpoints(), "a first checkpoint")
+        workers = [p for p in psutil.process_iter(["cmdline"])
+                   if "RayTrainWorker" in " ".join(p.info["cmdline"] or [])
+                   and any(ray_tmp in " ".join(a.cmdline()) for a in p.parents())]
+        assert len(workers) == 2, workers
+        workers[-1].send_signal(signal.SIGKILL)   # while the first checkpoint is being written
+        first = checkpoints()[0]
+        wait_for(lambda: any(c != first for c in checkpoints()), "a checkpoint after the restart")
+        os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait()
+    finally:
+        log.close()
+        subprocess.run(["pkill", "-9", "-f", ray_tmp])
+    again = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "continuing" in again.stdout
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["final"]["step"] == 40 and summary["final"]["restarts"] >= 1, summary["final"]
+    with open(run_dir / "metrics.csv", newline="") as f:
+        steps = [int(r["step"]) for r in csv.DictReader(f) if r["loss"]]
+    assert steps == sorted(set(steps)) and steps[-1] == 40, steps   # no step twice
+    latest = Path(summary["latest_checkpoint"])   # never a partial one taken as the latest
+    assert {"model.json", "model.pt", "train_state.pt"} <= {p.name for p in latest.iterdir()}, latest
+    state = torch.load(latest / "train_state.pt", weights_only=True)
+    assert state["state"]["step"] == 40
+    seen = state["state"]["epoch_seen"]
+    assert len(seen) == len(set(seen))   # no sample trained twice within the epoch

@@ -131,3 +131,60 @@ def test_resume_unpickles_only_a_sweep_named_with_its_storage_and_owned_by_this_
         os.chown(sweep_dir, 65534, 65534)
         with pytest.raises(ConfigError, match="owned by uid 65534"):
             check_resumable(str(sweep_dir))
+
+
+def test_tune_driver_killed_mid_sweep_resumes_keeping_finished_trials(digit_shards, tmp_path):
+    """SIGKILL of the `ocr tune` driver (and the local Ray it started) once a trial has ended
+    and the next has a checkpoint; `ocr tune --resume` keeps the ended trials, continues the
+    interrupted one from its checkpoint (no step trained twice) and writes results.csv and
+    best/ as a sweep that was never stopped."""
+    import os
+    import re
+    import signal
+    import subprocess
+    import sys
+    import tempfile
+    import time
+
+    (tmp_path / "train.yaml").write_text(
+        f"data: {digit_shards}\nmodel: tiny_crnn\nbatch_size: 16\nmax_steps: 12\nval_every: 4\n"
+        "log_every: 4\nwarmup_steps: 2\nnum_workers: 1\nnum_cpus: 2\n")
+    space = _space(tmp_path, "lr: {grid: [1.0e-3, 3.0e-3]}\n")
+    args = [sys.executable, "-m", "ocr.cli", "tune", "--config", str(tmp_path / "train.yaml"),
+            "--space", space, "--num-samples", "1", "--max-concurrent", "1", "--name", "kt",
+            "--storage", str(tmp_path / "sweeps")]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_ADDRESS")}
+    env["RAY_TMPDIR"] = ray_tmp = tempfile.mkdtemp(prefix="rt")   # short: Ray's socket paths
+    trials = tmp_path / "sweeps" / "kt" / "trials"
+    log = open(tmp_path / "first.log", "w")
+    driver = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline, ended, interrupted = time.time() + 600, [], None
+    while time.time() < deadline and driver.poll() is None:
+        text = (tmp_path / "first.log").read_text(errors="replace")
+        done = re.findall(r"(\d+) TERMINATED", text)
+        if done and int(done[-1]) >= 1:
+            ended = [d for d in trials.glob("trial-*") if (d / "summary.json").exists()]
+            running = [d for d in trials.glob("trial-*") if d not in ended and list(d.rglob("checkpoint_*"))]
+            if running:
+                interrupted = running[0]
+                break
+        time.sleep(0.5)
+    assert interrupted is not None, (tmp_path / "first.log").read_text()[-3000:]
+    os.killpg(driver.pid, signal.SIGKILL)
+    driver.wait()
+    log.close()
+    subprocess.run(["pkill", "-9", "-f", ray_tmp])   # what of its Ray left the process group
+    kept = {d.name: (d / "metrics.csv").stat().st_mtime for d in trials.glob("trial-*")
+            if d != interrupted and (d / "metrics.csv").exists()}
+    again = subprocess.run(args + ["--resume"], env=env, capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    with open(tmp_path / "sweeps/kt/results.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 2 and list(rows[0])[:3] == ["trial", "lr", "status"], rows
+    assert {"best_val_cer", "steps", "seconds", "run_dir"} <= set(rows[0])
+    assert (tmp_path / "sweeps/kt/best/model.json").exists()
+    for name, mtime in kept.items():   # an ended trial is not trained again
+        assert (trials / name / "metrics.csv").stat().st_mtime == mtime, name
+    with open(interrupted / "metrics.csv", newline="") as f:
+        steps = [int(r["step"]) for r in csv.DictReader(f) if r["loss"]]
+    assert steps == sorted(set(steps)), steps   # continued from its checkpoint: no step twice
