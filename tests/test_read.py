@@ -150,7 +150,12 @@ def test_a_page_turned_any_way_reads_upright(dejavu, quarters):
     result = PageReader.load("builtin:latin").read_page(page)
     assert result["orientation"] == 90 * quarters and abs(result["skew"] + 4.0) < 0.5, result
     read = result["text"].splitlines()
-    assert len(read) == len(PROSE) and sum(a == b for a, b in zip(read, PROSE)) >= 4, read
+    # upright: every line reads close to its text (a line read upside down is junk, CER ~1);
+    # how close is the shipped model's business, not this test's
+    from rapidfuzz.distance import Levenshtein
+
+    assert len(read) == len(PROSE), read
+    assert all(Levenshtein.normalized_distance(a, b) < 0.2 for a, b in zip(read, PROSE)), read
     assert "which_way_up" in result["timings_ms"]
 
 
