@@ -354,7 +354,7 @@ def odd_images(draw) -> bytes:
     return out.getvalue()
 
 
-@settings(max_examples=25, deadline=None, database=None, derandomize=True,
+@settings(max_examples=12, deadline=None, database=None, derandomize=True,
           suppress_health_check=list(HealthCheck))
 @given(data=odd_images())
 def test_odd_valid_images_never_get_a_500(service, data):
@@ -607,11 +607,11 @@ def test_overload_is_shed_with_503_and_slow_requests_end_with_408(service):
 
     from ray import serve
 
-    from ocr.serve.app import build_app
+    from ocr.serve.app import build_app, build_app_with
 
     page = page_png()
     cfg = dataclasses.replace(service["cfg"], deskewer="")
-    serve.run(build_app(cfg, {"max_ongoing_requests": 1, "max_queued_requests": 1}), name="busy",
+    serve.run(build_app_with(cfg, {"max_ongoing_requests": 1, "max_queued_requests": 1}), name="busy",
               route_prefix="/busy")
     try:
         with cf.ThreadPoolExecutor(16) as pool:

@@ -88,10 +88,11 @@ def test_a_redeploy_on_the_port_of_the_running_serve_is_allowed(monkeypatch):
         holder.bind(("127.0.0.1", 0))
         holder.listen()
         port = holder.getsockname()[1]
-        monkeypatch.setattr(serving, "_serve_http", lambda: None)
+        monkeypatch.setattr(serving, "serve_http_options", lambda: None)
         with pytest.raises(ConfigError, match=f"port {port} on 127.0.0.1 is in use"):
             serving.check_port("127.0.0.1", port)
-        monkeypatch.setattr(serving, "_serve_http", lambda: SimpleNamespace(host="127.0.0.1", port=port))
+        running = SimpleNamespace(host="127.0.0.1", port=port)
+        monkeypatch.setattr(serving, "serve_http_options", lambda: running)
         serving.check_port("127.0.0.1", port)       # no error: this Ray's own Serve
         other = closed_port()
         with pytest.raises(ConfigError, match=f"already runs in this Ray with HTTP on 127.0.0.1:{port}.*"

@@ -328,11 +328,17 @@ class OCRService:
             return out
 
 
-def build_app(args: dict, ingress_options: dict | None = None):
+def build_app(args: dict):
     """The Serve application for ``args`` (a :class:`ServeConfig` as a dict); refused before
     any replica starts or changes when a checkpoint does not load, or when it would listen
-    beyond loopback without a token. ``ingress_options``: Serve options of the ingress
-    deployment (serve_config.yaml sets them under ``deployments``)."""
+    beyond loopback without a token. (Serve calls it with the one dict of serve_config.yaml's
+    ``args``: it takes nothing else.)"""
+    return build_app_with(args)
+
+
+def build_app_with(args: dict, ingress_options: dict | None = None):
+    """:func:`build_app`, with Serve options for the ingress deployment (serve_config.yaml sets
+    them under ``deployments``; tests set them here)."""
     cfg = (args if isinstance(args, ServeConfig) else ServeConfig(**(args or {})))
     running = serve_http_options()
     cfg.check_exposure({cfg.host} | ({running.host} if running is not None else set()))
