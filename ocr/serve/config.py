@@ -97,8 +97,7 @@ class ServeConfig:
                                                                         path in (CLASSICAL, NO_DETECTOR)):
                 continue
             try:
-                checkpoint.read_meta(path, task)
-                checkpoint.load(path, task)   # the weights fit the model.json (its head, its charset)
+                checkpoint.load(path, task)   # model.json checked, and the weights fit it (head, charset)
             except ConfigError as e:
                 raise ConfigError(f"{name}: {e}") from None
             except Exception as e:  # noqa: BLE001 - weights that do not load: refused, said why
