@@ -2,6 +2,7 @@
 
     python benchmarks/recognition_training.py [--presets fast crnn] [--minutes 10]
     python benchmarks/recognition_training.py --throughput-only
+    python benchmarks/recognition_training.py --tracking-ab [--steps 300]
 
 Data (rendered once into $OCR_BENCH_CACHE, default /tmp/ocr-bench): synthetic digit lines,
 1-8 digits, seed 001's augmentation mix (``--style default``: skew, blur, distortion,
@@ -16,7 +17,8 @@ of the best checkpoint on the held-out test half.
 
 Throughput: ``fast`` for ``--steps`` steps with 1 worker and with 2 workers, per-worker
 batch 64; samples/s over the steps after the first epoch boundary (median of the
-progress lines).
+progress lines). ``--tracking-ab``: 2-worker samples/s with MLflow tracking on (the default
+local store) and ``--no-tracking``, alternated, and the wall time of each whole run.
 """
 
 from __future__ import annotations
@@ -82,11 +84,11 @@ def time_to_accuracy(preset: str, train_set: Path, held_out: Path, minutes: floa
 
 
 def throughput(train_set: Path, held_out: Path | None, workers: int, steps: int, runs: Path,
-               width: int = 100) -> float:
+               width: int = 100, tracking: bool = True, val_every: int = 0) -> float:
     cfg = TrainConfig(data=str(train_set), val_data=str(held_out or ""), model="fast",
                       num_workers=workers, width=width, batch_size=64, max_steps=steps,
-                      val_every=steps, log_every=10, warmup_steps=50, storage=str(runs),
-                      name=f"throughput-{workers}w-{time.strftime('%H%M%S')}")
+                      val_every=val_every or steps, log_every=10, warmup_steps=50, storage=str(runs),
+                      name=f"throughput-{workers}w-{time.strftime('%H%M%S')}", tracking=tracking)
     summary = train(cfg)
     rates = [float(r["samples_per_s"]) for r in _rows(summary["run_dir"])
              if r["samples_per_s"] and int(r["step"]) > 20]
@@ -119,6 +121,17 @@ def idle_pause_ab(data: Path, val: Path | None, steps: int, width: int, runs: Pa
     return rates
 
 
+def tracking_ab(data: Path, val: Path, steps: int, runs: Path, rounds: int = 2) -> dict:
+    """2-worker samples/s (and the run's wall time) with MLflow tracking on and off, alternated."""
+    out: dict[str, list[tuple[float, float]]] = {"tracked": [], "--no-tracking": []}
+    for _ in range(rounds):
+        for name, on in (("tracked", True), ("--no-tracking", False)):
+            started = time.perf_counter()
+            rate = throughput(data, val, 2, steps, runs, tracking=on, val_every=max(1, steps // 4))
+            out[name].append((rate, time.perf_counter() - started))
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--presets", nargs="+", default=["fast", "crnn"])
@@ -131,6 +144,8 @@ def main() -> None:
     ap.add_argument("--data", default="", help="with --idle-pause-ab: a shard folder to train on "
                     "(default: the digit set), e.g. a recipe's OUT/data with --width 512")
     ap.add_argument("--skip-throughput", action="store_true")
+    ap.add_argument("--tracking-ab", action="store_true",
+                    help="only 2-worker samples/s with MLflow tracking on and off, alternated")
     ap.add_argument("--width", type=int, default=100, help="input width (8 digits are ~160 px at 32)")
     ap.add_argument("--augment", type=float, default=0.3)
     ap.add_argument("--ema", type=float, default=TrainConfig.ema, help="weight-average decay (0: off)")
@@ -151,6 +166,15 @@ def main() -> None:
                        "train=1", seed=1)
     held_out = render("digits-held-out-fonts", 2000, HELD_OUT_FONTS, "val=0.5,test=0.5", seed=2)
     runs = CACHE / "runs"
+    if args.tracking_ab:
+        ab = tracking_ab(train_set, held_out, args.steps, runs / f"tracking-{time.strftime('%H%M%S')}")
+        for name, values in ab.items():
+            print(f"2 workers, {args.steps} steps, {name}: samples/s "
+                  f"{', '.join(f'{r:.0f}' for r, _ in values)}; run wall "
+                  f"{', '.join(f'{w:.1f}' for _, w in values)} s")
+        tracked, plain = (statistics.median(r for r, _ in ab[k]) for k in ab)
+        print(f"tracked / untracked samples/s: {tracked / plain:.3f}")
+        return
     rate = {} if args.skip_throughput else {
         w: throughput(train_set, held_out, w, args.steps, runs) for w in (1, 2)}
     results = []

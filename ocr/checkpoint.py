@@ -5,7 +5,8 @@ and (for resuming) the train state.
     model, meta = checkpoint.load("s3://bucket/ckpt", task="detection")
 
 A checkpoint is named by a checkpoint folder, a run folder (its ``best/``), an ``s3://`` URI of
-either, or ``builtin:NAME`` (a model shipped in the package, :data:`BUILTIN_DIR`). Asking
+either, ``builtin:NAME`` (a model shipped in the package, :data:`BUILTIN_DIR`) or
+``models:/NAME/VERSION`` (a version in the MLflow model registry, :mod:`ocr.tracking`). Asking
 for a ``task`` refuses any other task's checkpoint, and every reader checks that the charset
 is whole and matches the model's classes, with one :class:`CheckpointError` that names the
 checkpoint, what was expected and what was found.
@@ -40,11 +41,11 @@ from pathlib import Path
 import torch
 
 import ocr
-from ocr import storage
+from ocr import storage, tracking
 from ocr.charset import Charset, CharsetError
 from ocr.config import ConfigError
 from ocr.models import REGISTRIES
-from ocr.paths import BUILTIN
+from ocr.paths import BUILTIN, REGISTERED
 
 FORMAT = "ocr-on-ray/1"
 MODEL_FILE, META_FILE, STATE_FILE = "model.pt", "model.json", "train_state.pt"
@@ -89,10 +90,21 @@ def _builtin(path: str) -> str:
     return str(resources.files(ocr) / BUILTIN_DIR / name)
 
 
+def _registered(path: str) -> str:
+    try:
+        return tracking.download_registered(path)
+    except Exception as e:  # noqa: BLE001 - any registry failure is a checkpoint that cannot be read
+        raise CheckpointError(f"{path}: the MLflow model registry did not give it "
+                              f"({type(e).__name__}: {' '.join(str(e).split())[:300]})") from None
+
+
 def resolve(path: str) -> str:
-    """A checkpoint folder from a checkpoint, a run folder (its ``best``) or ``builtin:NAME``."""
+    """A checkpoint folder from a checkpoint, a run folder (its ``best``), ``builtin:NAME`` or
+    ``models:/NAME/VERSION`` (the MLflow registry of MLFLOW_TRACKING_URI, downloaded once)."""
     if str(path).startswith(BUILTIN):
         return _builtin(str(path))
+    if str(path).startswith(REGISTERED):
+        return _registered(str(path))
     s3 = storage.S3Settings.from_env()
     if storage.exists(storage.join(path, META_FILE), s3):
         return path
@@ -133,7 +145,8 @@ def _checked_meta(path: str, folder: str, task: str | None) -> dict:
     if task is not None and meta["task"] != task:
         raise CheckpointError(f"{path} is a {meta['task']} checkpoint: expected {task}")
     _check_charset(path, meta)
-    return meta
+    registered = None if storage.is_s3(folder) else tracking.registered_as(folder)
+    return {**meta, "registered": registered} if registered else meta
 
 
 def charset_of(meta: dict) -> Charset | None:

@@ -100,9 +100,14 @@ def budget(name: str, minutes: float) -> dict:
     return dict(max_minutes=minutes, epochs=1000, val_every=max(10, expected // 6))
 
 
+def tracking_store(out: str) -> str:
+    """The demo's one MLflow store, for its runs and its sweep."""
+    return "sqlite:///" + os.path.join(out, "mlflow.db")
+
+
 def train_models(out: str, data: dict, minutes: float, step: Steps) -> dict:
     runs = storage.join(out, "runs")
-    common = dict(storage=runs, num_workers=2, log_every=25)
+    common = dict(storage=runs, num_workers=2, log_every=25, tracking_uri=tracking_store(out))
     plans = {
         "recognizer": TrainConfig(task="recognition", data=data["lines"], name="recognizer", model="fast",
                                   lr=2e-3, augment=0.3, **budget("recognizer", 3 * minutes), **common),
@@ -130,7 +135,7 @@ def short_sweep(out: str, data: dict, step: Steps, steps: int = 60) -> str:
     space.write_text("lr: {grid: [3.0e-4, 3.0e-3]}\n")
     cfg = TrainConfig(task="recognition", data=data["lines"], model="tiny_fast", max_steps=steps,
                       val_every=max(1, steps // 3), log_every=max(1, steps // 3), batch_size=32,
-                      warmup_steps=min(10, steps // 6))
+                      warmup_steps=min(10, steps // 6), tracking_uri=tracking_store(out))
     summary = sweep(SweepConfig(space=str(space), num_samples=1, storage=storage.join(out, "sweeps"),
                                 name="demo-sweep", verbose=0), cfg)
     print(f"    best validation CER {summary['best_metric']}; results {summary['sweep_dir']}/results.csv")
@@ -217,7 +222,9 @@ def run(out: str, lines: int = 8000, pages: int = 400, minutes: float = 1.0, por
     print(f"\ndone in {took:.1f} min; everything is under {out} (models in {out}/models)\n"
           f"web page: {url}/   API docs: {url}/docs\n"
           f"serve these models again: serve run serve_config.yaml  (or: ocr serve --recognizer "
-          f"{models['recognizer']} --detector {models['detector']} --deskewer {models['orientation']})")
+          f"{models['recognizer']} --detector {models['detector']} --deskewer {models['orientation']})\n"
+          f"the runs and the sweep in MLflow: mlflow ui --backend-store-uri {tracking_store(out)}\n"
+          f"their TensorBoard scalars: tensorboard --logdir {out}")
     if serve_seconds is None:
         serve_seconds = float("inf") if sys.stdin.isatty() else 0
     if serve_seconds > 0:

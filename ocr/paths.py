@@ -7,8 +7,9 @@ typed config says what kind of path it is (``opt(path=...)`` in :mod:`ocr.config
 - ``input``: read by the job (a shard folder, a raw set, image files, a font folder): must exist;
 - ``output``: written by the job (created when missing);
 - ``file``: read by the command's own process only (a YAML config, a search space);
-- ``checkpoint``: an input that may also be a model shipped in the package (``builtin:NAME``)
-  or one of the field's special values (``classical``).
+- ``checkpoint``: an input that may also be a model shipped in the package (``builtin:NAME``),
+  a registered model (``models:/NAME/VERSION``) or one of the field's special values
+  (``classical``).
 
 A relative path is taken relative to the folder it was given from: the working folder for a
 flag, the YAML file's folder for a YAML key. ``s3://`` URIs are left as they are. Inside a
@@ -23,6 +24,7 @@ import os
 
 KINDS = ("input", "output", "file", "checkpoint")
 BUILTIN = "builtin:"   # a checkpoint shipped in the package (ocr.checkpoint resolves it)
+REGISTERED = "models:/"  # a version in the MLflow model registry (ocr.tracking downloads it)
 _JOB_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"   # set by Ray's job supervisor in a job's entrypoint
 
 
@@ -57,7 +59,7 @@ def resolve(value: str, kind: str, base: str | None = None, name: str = "path",
     """
     if kind not in KINDS:
         raise ValueError(f"path kind {kind!r}: expected one of {KINDS}")
-    if not value or is_remote(value) or (kind == "checkpoint" and value.startswith(BUILTIN)):
+    if not value or is_remote(value) or (kind == "checkpoint" and value.startswith((BUILTIN, REGISTERED))):
         return value
     expanded = os.path.expanduser(value)
     relative = not os.path.isabs(expanded)

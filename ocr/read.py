@@ -32,14 +32,14 @@ class ReadConfig:
 def read_files(cfg: ReadConfig) -> int:
     """Print what each image reads (JSON lines with ``json``); 1 when an image could not be
     read (named on stderr, the others still read), else 0."""
-    from ocr.data.images import ImageError, decode
+    from ocr.data.images import ImageError, as_displayed, decode
     from ocr.infer import PageReader
 
     reader = PageReader.load(cfg.recognizer or f"builtin:{cfg.lang}", cfg.detector, cfg.deskewer)
     failed = 0
     for i, path in enumerate(cfg.images):
         try:
-            image = decode(Path(path).read_bytes())
+            image = as_displayed(decode(Path(path).read_bytes()))
         except (OSError, ImageError) as e:
             failed += 1
             print(f"ocr read: {path}: {e}", file=sys.stderr)

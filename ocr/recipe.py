@@ -27,7 +27,7 @@ from pathlib import Path
 
 import yaml
 
-from ocr import checkpoint, storage
+from ocr import checkpoint, storage, tracking
 from ocr.config import ConfigError, absolute_paths, opt, parse_overrides, resolve_paths
 from ocr.data.config import SynthConfig
 from ocr.data.synth.fonts import find_fonts
@@ -172,6 +172,14 @@ def publish_model(best: str, folder: Path, recipe: dict, figures: dict) -> Path:
     return folder
 
 
+def _track_reports(summary: dict, out: Path) -> None:
+    """The evaluation reports, as artifacts of the training run's MLflow run (if tracked)."""
+    ref = tracking.read_ref(summary["run_dir"]) if summary.get("mlflow") else None
+    tracking.log_artifacts(ref, {f"{folder}/{name}": str(out / folder / name)
+                                 for folder in ("eval", "eval-heldout")
+                                 for name in ("summary.json", "report.html")})
+
+
 def run_recipe(cfg: RecipeConfig) -> dict:
     """Synth, train, evaluate and publish; returns a summary (also OUT/recipe-summary.json)."""
     if not cfg.recipe:
@@ -205,6 +213,7 @@ def run_recipe(cfg: RecipeConfig) -> dict:
         figures["held-out fonts"] = _figures(evaluate(EvalConfig(
             checkpoint=summary["best"], data=str(out / "heldout"), split="test",
             output=str(out / "eval-heldout"))))
+    _track_reports(summary, out)
     model_dir = publish_model(summary["best"], out / "model", recipe, figures)
     result = {"recipe": name, "size": cfg.size, "out": str(out), "model": str(model_dir),
               "figures": figures, "train_seconds": summary.get("seconds"),

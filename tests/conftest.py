@@ -19,6 +19,7 @@ from PIL import Image, ImageDraw
 # in flight while it stops: 0 here (read by Serve's controller, which inherits this environment
 # in the session's Ray, the LocalClusters and the subprocesses) saves those waits.
 os.environ.setdefault("RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S", "0")
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")   # the tests read MLflow stores directly
 
 
 @pytest.fixture(scope="module")

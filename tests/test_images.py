@@ -124,3 +124,21 @@ def test_trim_is_off_for_checkpoints_from_before_it_and_checked():
     assert Preprocess.from_json({**old, "trim": 0.1}).to_json()["trim"] == 0.1
     with pytest.raises(ValueError, match="trim must be in"):
         Preprocess(trim=2.0)
+
+
+@pytest.mark.parametrize("orientation,size", [(1, (40, 10)), (3, (40, 10)), (6, (10, 40)), (8, (10, 40))])
+def test_uploads_are_turned_as_their_exif_orientation_shows_them(orientation, size):
+    """A phone photo taken sideways is stored sideways with EXIF orientation 6 or 8: the service
+    reads it the way a viewer shows it."""
+    from ocr.serve.uploads import UploadLimits, decode_upload
+
+    pixels = np.zeros((10, 40, 3), np.uint8)
+    pixels[:, :20] = 255   # white left half: where it ends up says which way it turned
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, "JPEG", exif=exif.tobytes(), quality=95)
+    shown = np.asarray(decode_upload(buf.getvalue(), UploadLimits()).convert("L"))
+    assert shown.shape[::-1] == size
+    white = {1: shown[:, :20], 3: shown[:, 20:], 6: shown[:20], 8: shown[20:]}[orientation]
+    assert white.mean() > 200

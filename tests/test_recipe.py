@@ -78,7 +78,7 @@ def test_tiny_recipe_makes_a_model_that_loads_and_reads(ray_local, tmp_path, mon
     monkeypatch.chdir(tmp_path)           # a relative --out, as a user types it
     monkeypatch.setattr(recipe, "PACKAGE_WEIGHTS", tmp_path / "package-weights")  # not the real package
     assert main(["recipe", "digits", "--size", "tiny", "--out", "made", "--set", "synth.count=120",
-                 "--set", "train.max_steps=3", "--publish"]) == 0
+                 "--set", "train.max_steps=3", "--set", "train.register_model=tiny-digits", "--publish"]) == 0
     said = capsys.readouterr().out
     assert "test split: samples" in said and "recipe digits done" in said
     model = tmp_path / "made" / "model"
@@ -95,6 +95,22 @@ def test_tiny_recipe_makes_a_model_that_loads_and_reads(ray_local, tmp_path, mon
     assert summary["model"] == str(model) and summary["published"].startswith("builtin:digits")
     published = tmp_path / "package-weights" / "digits"
     assert (published / "model.pt").read_bytes() == (model / "model.pt").read_bytes()
+    _check_tracked(tmp_path / "made" / "runs", said)
+
+
+def _check_tracked(runs, said: str):
+    """The recipe's run in MLflow beside its runs (from a relative --out), with the evaluation
+    report as artifacts and the best checkpoint registered."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{runs}/mlflow.db")
+    (run,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert run.info.status == "FINISHED" and run.data.tags["task"] == "recognition"
+    assert [a.path for a in client.list_artifacts(run.info.run_id, "eval")] == \
+        ["eval/report.html", "eval/summary.json"]
+    (version,) = client.search_model_versions("name='tiny-digits'")
+    assert version.run_id == run.info.run_id and "registered models:/tiny-digits/1" in said
+    assert f"mlflow ui --backend-store-uri sqlite:///{runs}/mlflow.db" in said
 
 
 def _render(spec: str, seed: int):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -70,6 +71,58 @@ def test_two_workers_resume_after_a_worker_dies(trained, digits):
     assert meta["metrics"]["val_cer"] is not None and meta["config"]["num_workers"] == 2
     assert list((summary_dir := __import__("pathlib").Path(summary["run_dir"])).glob("tensorboard/events.*"))
     assert (summary_dir / "config.yaml").exists() and (summary_dir / "summary.json").exists()
+
+
+def _mlflow_runs(store: str):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=store)
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    return client, client.search_runs(experiments)
+
+
+def test_the_run_is_one_mlflow_run_with_params_metrics_and_artifacts(trained):
+    """The 2-worker run above (a worker died and it resumed) is one MLflow run in the default
+    local store, STORAGE/mlflow.db, logged by rank 0 only."""
+    cfg, summary = trained
+    store = f"sqlite:///{cfg.storage}/mlflow.db"
+    client, runs = _mlflow_runs(store)
+    assert len(runs) == 1, [r.info.run_name for r in runs]
+    run = runs[0]
+    assert summary["mlflow"]["run_id"] == run.info.run_id and run.info.status == "FINISHED"
+    assert run.info.run_name == cfg.name
+    params = run.data.params
+    assert params["lr"] == str(cfg.lr) and params["num_workers"] == "2" and params["model"] == "tiny_crnn"
+    tags = run.data.tags
+    manifest = json.loads((Path(cfg.data) / "manifest.json").read_text())
+    assert tags["task"] == "recognition" and tags["model_preset"] == "tiny_crnn"
+    assert tags["charset_hash"] == manifest["charset"]["hash"] and len(tags["data_manifest_hash"]) == 16
+    val = client.get_metric_history(run.info.run_id, "val_cer")
+    csv_vals = [(int(r["step"]), float(r["val_cer"])) for r in _rows(summary["run_dir"]) if r.get("val_cer")]
+    # every validation reached MLflow once: rank 0 alone logs (a second logger would double them)
+    assert sorted((m.step, m.value) for m in val) == sorted(set(csv_vals)), (val, csv_vals)
+    losses = client.get_metric_history(run.info.run_id, "loss")
+    assert len(losses) >= 5 and {m.step for m in losses} >= {4, 24}
+    names = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"config.yaml", "metrics.csv", "summary.json", "learning_curves.png", "best"} <= names, names
+    assert [a.path for a in client.list_artifacts(run.info.run_id, "best")] == ["best/model.json"]
+
+
+def test_an_unreachable_tracking_server_warns_and_trains(digits, tmp_path, capsys):
+    import socket
+
+    from ocr.train.run import train
+
+    with socket.socket() as s:   # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cfg = _cfg(digits, tmp_path, name="untracked", num_workers=1, max_steps=4, val_every=4,
+               tracking_uri=f"http://127.0.0.1:{port}")
+    summary = train(cfg)
+    assert summary["final"]["step"] == 4 and summary["best"] and "mlflow" not in summary
+    out = capsys.readouterr().out
+    assert f"cannot record this run at http://127.0.0.1:{port}" in out and "training goes on" in out
+    assert not (tmp_path / "mlflow.db").exists()
 
 
 def test_exhausted_max_failures_end_with_the_last_error_named(digits, tmp_path):
@@ -412,18 +465,19 @@ def test_a_worker_with_no_validation_rows_gets_an_empty_slice(digits, monkeypatc
 
 def test_a_worker_killed_from_outside_and_then_the_driver_resume_from_the_last_checkpoint(digits, tmp_path):
     """Faults from outside the code under test. `ocr train` runs in its own process group with
-    its own Ray; at the moment its first checkpoint folder appears the test SIGKILLs a training
-    worker's process (Ray Train restarts the group from the last complete checkpoint); once a
-    later checkpoint is there it SIGKILLs the driver and its Ray, and leaves a newer, half-
-    written checkpoint folder beside them. The same command, the same --name, then finishes
-    the run from the last whole checkpoint: steps and samples go on, none twice."""
+    its own Ray. The test lays a trap where the step-16 checkpoint will be written (named pipes
+    for its files: a writer blocks in open() until a reader comes, which none does), so the
+    rank-0 worker is certainly in the middle of that write when the test SIGKILLs it. Ray
+    Train restarts the group from the step-8 checkpoint, the last complete one. Once the
+    step-16 checkpoint is written whole, the test SIGKILLs the driver and its Ray, and leaves a
+    newer, half-written checkpoint folder beside them. The same command, the same --name, then
+    finishes the run from the last whole checkpoint: steps and samples go on, none twice."""
     import os
     import signal
     import subprocess
     import sys
     import tempfile
     import time
-    from pathlib import Path
 
     import psutil
 
@@ -435,32 +489,50 @@ def test_a_worker_killed_from_outside_and_then_the_driver_resume_from_the_last_c
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_ADDRESS")}
     env["RAY_TMPDIR"] = ray_tmp = tempfile.mkdtemp(prefix="rt")   # short: Ray's socket paths
     run_dir = runs / name
+    trap = run_dir / "checkpoint-0000016"
+    trap.mkdir(parents=True)
+    for file in ("model.pt", "model.json", "train_state.pt"):
+        os.mkfifo(trap / file)
 
-    def checkpoints() -> list:
-        return sorted(run_dir.glob("checkpoint-*"))
-
-    def wait_for(condition, what: str, seconds: float = 300) -> None:
+    def wait_for(condition, what: str, seconds: float = 300):
         deadline = time.time() + seconds
-        while time.time() < deadline and not condition():
-            time.sleep(0.01)
-        assert condition(), f"{what}: {(tmp_path / 'train.log').read_text()[-2000:]}"
+        while time.time() < deadline:
+            found = condition()
+            if found:
+                return found
+            time.sleep(0.02)
+        raise AssertionError(f"{what}: {(tmp_path / 'train.log').read_text()[-2000:]}")
+
+    def writer_in_the_trap():
+        """The training worker whose thread waits in open() of a trap pipe."""
+        for p in psutil.process_iter(["cmdline"]):
+            if "RayTrainWorker" not in " ".join(p.info["cmdline"] or []):
+                continue
+            try:
+                if any((Path(f"/proc/{p.pid}/task/{t.id}/wchan").read_text() == "wait_for_partner")
+                       for t in p.threads()):
+                    return p
+            except (OSError, psutil.Error):
+                continue
+        return None
 
     log = open(tmp_path / "train.log", "w")
     driver = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        wait_for(lambda: checkpoints(), "a first checkpoint")
-        workers = [p for p in psutil.process_iter(["cmdline"])
-                   if "RayTrainWorker" in " ".join(p.info["cmdline"] or [])
-                   and any(ray_tmp in " ".join(a.cmdline()) for a in p.parents())]
-        assert len(workers) == 2, workers
-        workers[-1].send_signal(signal.SIGKILL)   # while the first checkpoint is being written
-        first = checkpoints()[0]
-        wait_for(lambda: any(c != first for c in checkpoints()), "a checkpoint after the restart")
+        writer = wait_for(writer_in_the_trap, "the rank-0 worker writing the step-16 checkpoint")
+        assert any(ray_tmp in " ".join(a.cmdline()) for a in writer.parents())   # this run's Ray
+        writer.send_signal(signal.SIGKILL)   # in the middle of writing the step-16 checkpoint
+        writer.wait(30)
+        for file in trap.iterdir():          # disarm the trap: the rerun of step 16 may write
+            file.unlink()
+        wait_for(lambda: (trap / "train_state.pt").is_file() and (trap / "model.json").is_file(),
+                 "the step-16 checkpoint written after the restart")
         os.killpg(driver.pid, signal.SIGKILL)
         driver.wait()
     finally:
         log.close()
         subprocess.run(["pkill", "-9", "-f", ray_tmp])
+    assert "resumed at step 8" in (tmp_path / "train.log").read_text()   # the last complete one
     # what a kill in the middle of a write leaves (Ray issue #41700): a newer folder, half written
     partial = run_dir / "checkpoint-0009999"
     partial.mkdir()
@@ -480,3 +552,5 @@ def test_a_worker_killed_from_outside_and_then_the_driver_resume_from_the_last_c
     assert state["state"]["step"] == 24
     seen = state["state"]["epoch_seen"]
     assert len(seen) == len(set(seen))   # no sample trained twice within the epoch
+    _, tracked = _mlflow_runs(f"sqlite:///{runs}/mlflow.db")   # the driver's rerun continued its run
+    assert len(tracked) == 1 and tracked[0].info.status == "FINISHED", tracked

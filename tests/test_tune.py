@@ -75,7 +75,7 @@ def test_two_trial_sweep_with_a_diverging_trial(digit_shards, tmp_path):
     space = _space(tmp_path, "lr: {loguniform: [1.0e-3, 5.0e-3]}\nnan_at_step: {grid: [0, 3]}\n")
     train_cfg = TrainConfig(**_base(digit_shards, tmp_path))
     summary = sweep(SweepConfig(space=space, num_samples=1, storage=str(tmp_path / "sweeps"),
-                                name="s3", scheduler="fifo"), train_cfg)
+                                name="s3", scheduler="fifo", register_model="digits-sweep"), train_cfg)
     with open(tmp_path / "sweeps/s3/results.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 2
@@ -86,6 +86,51 @@ def test_two_trial_sweep_with_a_diverging_trial(digit_shards, tmp_path):
     assert (tmp_path / "sweeps/s3/val_cer_vs_lr.png").stat().st_size > 1000
     assert (tmp_path / "sweeps/s3/learning_curves.png").exists()
     assert list((tmp_path / "sweeps/s3/trials").glob("trial-*/tensorboard/events.*"))
+    _check_mlflow(tmp_path / "sweeps", summary)
+
+
+def _sweep_runs(store):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{store}/mlflow.db")
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    return client, parents, children
+
+
+def _check_mlflow(store, summary):
+    """One parent run with the 2 trials as its children, the plots on the parent, the best
+    trial marked, and the sweep's best registered and loadable as models:/NAME/1."""
+    import os
+
+    from ocr import checkpoint
+    from ocr.serve.config import ServeConfig
+    from ocr.serve.stages import RecognizerStage
+
+    client, parents, children = _sweep_runs(store)
+    assert len(parents) == 1 and len(children) == 2, (parents, children)
+    parent = parents[0]
+    assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.info.run_id}
+    assert parent.info.status == "FINISHED" and parent.data.params["sweep.scheduler"] == "fifo"
+    names = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"results.csv", "val_cer_vs_lr.png", "learning_curves.png", "points.json"} <= names, names
+    best = [c for c in children if c.data.tags.get("best_trial") == "true"]
+    assert len(best) == 1 and parent.data.tags["best_run_id"] == best[0].info.run_id
+    assert all(client.get_metric_history(c.info.run_id, "loss") for c in children)
+    assert summary["registered"] == "models:/digits-sweep/1"
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{store}/mlflow.db"
+    try:
+        _, meta = checkpoint.load("models:/digits-sweep/latest", "recognition")
+        assert meta["registered"]["uri"] == "models:/digits-sweep/1"
+        cfg = ServeConfig(recognizer="models:/digits-sweep/1")
+        cfg.check_checkpoints()   # the serve builder downloads it; its replicas read the copy
+        assert os.path.isdir(cfg.recognizer)
+        assert RecognizerStage(cfg.recognizer).version["registered"] == "models:/digits-sweep/1"
+        with pytest.raises(ConfigError, match="models:/digits-sweep/7"):
+            ServeConfig(recognizer="models:/digits-sweep/7").check_checkpoints()
+    finally:
+        del os.environ["MLFLOW_TRACKING_URI"]
 
 
 def test_trial_status_counts_steps_reached_not_iterations_after_a_resume():
@@ -184,3 +229,5 @@ def test_tune_driver_killed_mid_sweep_resumes_keeping_finished_trials(digit_shar
     with open(interrupted / "metrics.csv", newline="") as f:
         steps = [int(r["step"]) for r in csv.DictReader(f) if r["loss"]]
     assert steps == sorted(set(steps)), steps   # continued from its checkpoint: no step twice
+    _, parents, children = _sweep_runs(tmp_path / "sweeps")   # the same MLflow runs continued
+    assert len(parents) == 1 and len(children) == 2 and parents[0].info.status == "FINISHED"

@@ -101,6 +101,20 @@ def decode(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
     return img
 
 
+def as_displayed(img: Image.Image) -> Image.Image:
+    """``img`` turned as its EXIF orientation says a viewer shows it (a phone photo taken
+    sideways is stored sideways with orientation 6 or 8); unchanged without one. For reading
+    uploads and files; training shards keep their stored pixels, which their boxes refer to."""
+    from PIL import ImageOps
+
+    try:
+        if img.getexif().get(0x0112, 1) in range(2, 9):
+            return ImageOps.exif_transpose(img)
+    except Exception:  # noqa: BLE001 - unreadable EXIF: the pixels as stored
+        pass
+    return img
+
+
 _PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
 _ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2),
           (0, 1, 1, 2))

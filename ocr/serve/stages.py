@@ -21,7 +21,8 @@ def model_version(meta: dict, path: str) -> dict:
     """What a response says about the model that produced it."""
     return {"task": meta.get("task"), "arch": (meta.get("arch") or {}).get("name"),
             "step": meta.get("step"), "run": (meta.get("config") or {}).get("name"),
-            "charset": (meta.get("charset") or {}).get("hash"), "checkpoint": path}
+            "charset": (meta.get("charset") or {}).get("hash"), "checkpoint": path,
+            **({"registered": meta["registered"]["uri"]} if meta.get("registered") else {})}
 
 
 def as_image(array: np.ndarray) -> Image.Image:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from PIL import Image
 
 from ocr.data.image_size import header_size
-from ocr.data.images import ALLOWED_FORMATS, ImageError, decode, sniff_format
+from ocr.data.images import ALLOWED_FORMATS, ImageError, as_displayed, decode, sniff_format
 
 RAW_TYPES = ("application/octet-stream",)
 FILE_FIELDS = ("file", "image")
@@ -137,7 +137,7 @@ def decode_upload(data: bytes, limits: UploadLimits) -> Image.Image:
         raise RequestError(415, "unsupported_format", f"image format: expected one of "
                            f"{', '.join(limits.formats)}, found {fmt}")
     try:
-        return decode(data, limits.max_pixels)
+        return as_displayed(decode(data, limits.max_pixels))
     except ImageError as e:
         raise RequestError(_STATUS.get(e.reason, 400), e.reason, str(e)) from None
 

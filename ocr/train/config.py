@@ -76,6 +76,15 @@ class TrainConfig:
     seed: int = opt(0, "random seed of the weights, shuffling and augmentation")
     num_cpus: int | None = opt(None, "CPUs of the local Ray started for the run (default: all; "
                                "ignored when joining a running Ray)")
+    tracking: bool = opt(True, "record the run in MLflow (params, metrics, artifacts); "
+                         "--no-tracking: only the run folder's files")
+    tracking_uri: str = opt("", metavar="URI", help="MLflow tracking URI (a team's http:// server, "
+                            "sqlite:///FILE, a folder); default: MLFLOW_TRACKING_URI, else "
+                            "STORAGE/mlflow.db")
+    experiment: str = opt("", metavar="NAME", help="MLflow experiment of the run; default: ocr-TASK")
+    register_model: str = opt("", metavar="NAME", help="register the run's best checkpoint as a new "
+                              "version of this model in the MLflow registry (then served as "
+                              "models:/NAME/VERSION)")
     fault_at_step: int = opt(0, "tests: the last worker exits once at this step (0: never)", hidden=True)
     nan_at_step: int = opt(0, "tests: the loss is NaN from this step on (0: never)", hidden=True)
 

@@ -129,8 +129,8 @@ class Loop:
         self.started, self.base_seconds = time.perf_counter(), self.state.seconds
         seed = self.cfg.seed * 7919 + self.rank + self.state.step
         self.gen = torch.Generator(self.device).manual_seed(seed)
-        self.log = RunLog(self.run_dir, self.task.val_columns, self.state.step, self.total_steps) \
-            if self.rank == 0 else None
+        self.log = RunLog(self.run_dir, self.task.val_columns, self.state.step, self.total_steps,
+                          config.get("tracked")) if self.rank == 0 else None
 
     def _restore(self, ckpt) -> dict | None:
         """Load a checkpoint to continue from; returns its averaged weights (``cfg.ema``), if any."""

@@ -24,15 +24,18 @@ from ocr import storage
 from ocr.config import ConfigError
 from ocr.families import make_task
 from ocr.runtime import configure_data, ensure_ray
+from ocr.tracking import RunRef
 from ocr.train.config import TrainConfig
 from ocr.train.loop import train_loop_per_worker
 from ocr.train.ranking import best_of
 from ocr.train.task import TrainTask
+from ocr.train.tracked import close_run, open_run
 
 # Keys that may change when a run continues; any other difference is refused.
 _RESUMABLE = {"epochs", "max_steps", "max_minutes", "val_every", "log_every", "max_bad_steps",
               "num_workers", "use_gpu", "cpus_per_worker", "max_failures", "num_cpus", "fault_at_step",
-              "nan_at_step", "name", "storage", "placement_strategy"}
+              "nan_at_step", "name", "storage", "placement_strategy", "tracking", "tracking_uri",
+              "experiment", "register_model"}
 
 
 def run_dir_of(cfg: TrainConfig) -> tuple[str, str]:
@@ -88,15 +91,16 @@ def total_steps(cfg: TrainConfig, task: TrainTask) -> int:
 
 
 def build_trainer(cfg: TrainConfig, task: TrainTask, run_name: str, run_dir: str,
-                  callbacks: list | None = None):
-    """The TorchTrainer (also what ``ocr tune`` runs in each trial, with Tune's callback)."""
+                  callbacks: list | None = None, tracked: RunRef | None = None):
+    """The TorchTrainer (also what ``ocr tune`` runs in each trial, with Tune's callback);
+    rank 0 logs the metrics to the MLflow run ``tracked``."""
     threads, cpus = _threads_and_cpus(cfg)
     total = total_steps(cfg, task)
     resources = {"CPU": cpus, **({"GPU": 1} if cfg.use_gpu else {})}
     return TorchTrainer(
         train_loop_per_worker,
         train_loop_config={"cfg": cfg, "task": task, "total_steps": total, "run_dir": run_dir,
-                           "threads": threads},
+                           "threads": threads, "tracked": tracked},
         scaling_config=ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
                                      resources_per_worker=resources,
                                      placement_strategy=cfg.placement_strategy),
@@ -157,15 +161,22 @@ def train(cfg: TrainConfig) -> dict:
     configure_data(progress=False)
     resumed = check_or_write_config(cfg, run_dir)
     print(f"run {run_name} ({'continuing' if resumed else 'new'}): {run_dir}", flush=True)
+    tracked = open_run(cfg, task, run_name, run_dir)
     started = time.perf_counter()
     try:
-        result = build_trainer(cfg, task, run_name, run_dir).fit()
+        result = build_trainer(cfg, task, run_name, run_dir, tracked=tracked).fit()
     except TrainingFailedError as e:
+        close_run(tracked, cfg, run_dir, task.metric, None, failed=True)
         raise TrainingFailed(failure_message(e, cfg, run_dir)) from None
     final = result.metrics or {}
     summary = {"run": run_name, "run_dir": run_dir, "resumed": resumed, "diverged": final.get("diverged"),
                "seconds": round(time.perf_counter() - started, 1), **publish_best(result, task, run_dir),
                "final": dict(final)}
+    if tracked:
+        summary["mlflow"] = {"run_id": tracked.run_id, "tracking_uri": tracked.uri}
     storage.write_text(storage.join(run_dir, "summary.json"),
                        json.dumps(summary, indent=1, default=str) + "\n", storage.S3Settings.from_env())
+    registered = close_run(tracked, cfg, run_dir, task.metric, summary, failed=bool(final.get("diverged")))
+    if registered:
+        summary["registered"] = registered
     return summary

@@ -1,4 +1,5 @@
-"""What rank 0 writes into the run folder while it trains: metrics.csv, TensorBoard, progress.
+"""What rank 0 writes while it trains: metrics.csv, TensorBoard, the MLflow run's metrics
+(:class:`MetricLogger`, off the training thread), and the progress line.
 
 On ``s3://`` run folders the files are written to a local staging folder and uploaded at
 every ``flush`` (each validation), so a crash loses at most one interval of scalars.
@@ -9,11 +10,13 @@ from __future__ import annotations
 
 import csv
 import math
+import queue
 import tempfile
+import threading
 import time
 from pathlib import Path
 
-from ocr import storage
+from ocr import storage, tracking
 
 TRAIN_COLUMNS = ["step", "epoch", "samples", "seconds", "lr", "loss", "samples_per_s", "bad_steps",
                  "unalignable"]
@@ -28,7 +31,8 @@ def _fmt_time(seconds: float) -> str:
 
 
 class RunLog:
-    def __init__(self, run_dir: str, val_columns: list[str], resume_step: int, total_steps: int):
+    def __init__(self, run_dir: str, val_columns: list[str], resume_step: int, total_steps: int,
+                 tracked: tracking.RunRef | None = None):
         from tensorboardX import SummaryWriter  # lazy: only the rank-0 worker writes TensorBoard
 
         self.run_dir = run_dir
@@ -42,6 +46,7 @@ class RunLog:
         self.total_steps = total_steps
         self.start_step, self.started = resume_step, time.perf_counter()
         self.window = (time.perf_counter(), 0)
+        self.mlflow = MetricLogger(tracked)
 
     def _restore_csv(self, resume_step: int) -> None:
         rows = []
@@ -62,6 +67,7 @@ class RunLog:
             if key not in ("step", "epoch") and isinstance(value, (int, float)):
                 tag = f"val/{key[4:]}" if key.startswith("val_") else f"train/{key}"
                 self.tb.add_scalar(tag, value, row["step"])
+        self.mlflow.log({k: v for k, v in row.items() if k not in ("step", "epoch")}, row["step"])
 
     def rate(self, samples: int) -> float:
         """Samples/s since the last call."""
@@ -93,3 +99,67 @@ class RunLog:
     def close(self) -> None:
         self.flush()
         self.tb.close()
+        self.mlflow.close()
+
+
+class MetricLogger:
+    """Rank 0's metrics to the run, from a background thread: training never waits on MLflow.
+
+    A failed batch is retried a few times and then dropped with one warning; ``close`` waits
+    (up to ``timeout_s``) for what is queued."""
+
+    def __init__(self, ref: tracking.RunRef | None, timeout_s: float = 30.0):
+        self.ref, self.timeout_s = ref, timeout_s
+        self.queue: queue.Queue = queue.Queue(maxsize=100_000)
+        self.warned = False
+        self.thread = threading.Thread(target=self._drain, name="mlflow-metrics", daemon=True)
+        if ref is not None:
+            self.thread.start()
+
+    def log(self, metrics: dict, step: int) -> None:
+        if self.ref is None:
+            return
+        stamp = int(time.time() * 1000)
+        for key, value in metrics.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and value == value:
+                try:
+                    self.queue.put_nowait((key, float(value), stamp, int(step)))
+                except queue.Full:
+                    return
+
+    def _drain(self) -> None:
+        from mlflow.entities import Metric
+
+        client = None
+        while True:
+            item = self.queue.get()
+            if item is None:
+                return
+            batch = [item]
+            while len(batch) < 500 and not self.queue.empty():
+                nxt = self.queue.get()
+                if nxt is None:
+                    self._send(client, batch, Metric)
+                    return
+                batch.append(nxt)
+            client = self._send(client, batch, Metric)
+
+    def _send(self, client, batch, metric_cls):
+        for attempt in range(3):
+            try:
+                client = client or tracking.mlflow_client(self.ref.uri)
+                client.log_batch(self.ref.run_id, metrics=[metric_cls(*m) for m in batch])
+                return client
+            except Exception as e:  # noqa: BLE001
+                if attempt == 2 and not self.warned:
+                    self.warned = True
+                    tracking.warn(f"metrics not recorded at {self.ref.uri} ({type(e).__name__}: "
+                                  f"{tracking.short(e)}); training goes on")
+                time.sleep(0.5 * (attempt + 1))
+        return client
+
+    def close(self) -> None:
+        if self.ref is None:
+            return
+        self.queue.put(None)
+        self.thread.join(self.timeout_s)

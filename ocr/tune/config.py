@@ -28,6 +28,12 @@ class SweepConfig:
     seed: int = opt(0, "random seed of the draws")
     train_set: list[str] = opt(factory=list, metavar="KEY=VALUE",
                                help="training settings to change over --config, such as num_workers=1")
+    tracking: bool = opt(True, "record the sweep in MLflow: a parent run, a child run per trial; "
+                         "--no-tracking: off")
+    tracking_uri: str = opt("", metavar="URI", help="MLflow tracking URI; default: the training "
+                            "config's, else MLFLOW_TRACKING_URI, else STORAGE/mlflow.db")
+    register_model: str = opt("", metavar="NAME", help="register the sweep's best checkpoint (best/) "
+                              "as a new version of this model in the MLflow registry")
     verbose: int = opt(1, "Tune's console output: 0 quiet, 1 status tables, 2 also each result")
 
     def __post_init__(self):

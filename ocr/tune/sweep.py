@@ -25,16 +25,19 @@ from ray import tune
 from ray.tune.integration.ray_train import TuneReportCallback
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
-from ocr import storage
+from ocr import storage, tracking
 from ocr.config import ConfigError, from_dict
 from ocr.families import make_task
 from ocr.runtime import configure_data, ensure_ray
+from ocr.tracking import RunRef
 from ocr.train.config import TrainConfig
 from ocr.train.run import build_trainer, check_or_write_config, publish_best, run_dir_of, total_steps
+from ocr.train.tracked import close_run, open_run
 from ocr.tune.config import SweepConfig
 from ocr.tune.feasible import check_point, device_budget
 from ocr.tune.results import summarise
 from ocr.tune.space import apply, load_space, points
+from ocr.tune.tracked import close_sweep_run, open_sweep_run
 
 TRIAL_CPU = 0.01  # a trial only waits for its driver (see _TrialDriver)
 
@@ -81,8 +84,10 @@ class _TrialDriver:
         name, run_dir = run_dir_of(cfg)
         check_or_write_config(cfg, run_dir)
         configure_data(progress=False)  # the same Ray Data settings as `ocr train`
-        result = build_trainer(cfg, task, name, run_dir, callbacks=[callback]).fit()
-        publish_best(result, task, run_dir)
+        parent = RunRef(**params["parent"]) if params.get("parent") else None
+        tracked = open_run(cfg, task, name, run_dir, parent=parent)   # a child of the sweep's run
+        result = build_trainer(cfg, task, name, run_dir, callbacks=[callback], tracked=tracked).fit()
+        close_run(tracked, cfg, run_dir, task.metric, publish_best(result, task, run_dir))
 
 
 def _trial(params: dict) -> None:
@@ -130,9 +135,13 @@ def sweep(cfg: SweepConfig, train_cfg: TrainConfig) -> dict:
         check_resumable(storage.join(root, name))   # before anything starts
     ensure_ray(train_cfg.num_cpus, dashboard=True)
     configure_data(progress=False)
+    train_cfg = dataclasses.replace(train_cfg, tracking=train_cfg.tracking and cfg.tracking,
+                                    tracking_uri=cfg.tracking_uri or train_cfg.tracking_uri,
+                                    register_model=cfg.register_model or train_cfg.register_model)
     base = dataclasses.asdict(train_cfg)
     per_worker, concurrent = _per_trial(train_cfg)
     base["cpus_per_worker"] = per_worker
+    base["register_model"] = ""   # the sweep registers its best, not each trial
     concurrent = cfg.max_concurrent or concurrent
     sweep_dir = storage.join(root, name)
     task = make_task(train_cfg)  # the base config itself is refused here when it cannot train
@@ -148,8 +157,12 @@ def sweep(cfg: SweepConfig, train_cfg: TrainConfig) -> dict:
     if cfg.resume:
         tuner = tune.Tuner.restore(sweep_dir, trainable, resume_unfinished=True, resume_errored=True)
     else:
+        parent = open_sweep_run(cfg, train_cfg, name, sweep_dir, root)
+        # the trials record into the sweep's store (a trial does not run in this folder)
+        base.update(tracking=parent is not None, tracking_uri=parent.uri if parent else "")
         param_space = {"point": tune.grid_search(good), "base": base,
-                       "trials_dir": storage.join(sweep_dir, "trials")}
+                       "trials_dir": storage.join(sweep_dir, "trials"),
+                       "parent": dataclasses.asdict(parent) if parent else None}
         tuner = tune.Tuner(
             trainable, param_space=param_space,
             tune_config=tune.TuneConfig(metric=task.metric, mode=task.mode, scheduler=scheduler,
@@ -164,4 +177,8 @@ def sweep(cfg: SweepConfig, train_cfg: TrainConfig) -> dict:
     summary.update(seconds=round(time.perf_counter() - started, 1), refused=refused, name=name)
     storage.write_text(storage.join(sweep_dir, "points.json"),
                        json.dumps({"run": good, "refused": refused}, indent=1, default=str))
+    parent = tracking.read_ref(sweep_dir) if train_cfg.tracking else None
+    registered = close_sweep_run(parent, summary, task.metric, sweep_dir, train_cfg.register_model)
+    if registered:
+        summary["registered"] = registered
     return summary
