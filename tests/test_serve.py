@@ -509,6 +509,33 @@ def test_hot_swap_drops_no_request(service, models):
     assert runs[0] == "rec-a" and runs[-1] == "rec-b" and "rec-a" not in runs[runs.index("rec-b"):]
 
 
+def test_a_registered_model_is_served_and_healthz_shows_its_version(service, models, tmp_path, monkeypatch):
+    """A checkpoint registered in MLflow's model registry is served by name (models:/NAME/1):
+    the builder downloads it, the replicas read the copy, and /healthz (no token) names the
+    registered version, not a path."""
+    from ray import serve
+
+    from ocr import tracking
+    from ocr.serve.app import build_app
+
+    store = f"sqlite:///{tmp_path}/mlflow.db"
+    ref = tracking.start_run(store, "ocr-recognition", "rec-d", str(tmp_path / "run"), {}, {})
+    registered = tiny_recognizer(tmp_path / "rec-d", 3, "rec-d")
+    assert tracking.register(ref, registered, "served-rec") == "models:/served-rec/1"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    cfg = ServeConfig(**{**service["cfg"].to_json(), "recognizer": "models:/served-rec/1"})
+    serve.run(build_app(cfg), name="ocr", route_prefix="/")
+    deadline, recognizer = time.time() + 60, {}
+    while time.time() < deadline and recognizer.get("run") != "rec-d":
+        recognizer = requests.get(f"{service['url']}/healthz", timeout=30).json()["models"]["recognizer"]
+        time.sleep(0.5)
+    assert recognizer["run"] == "rec-d" and recognizer["registered"] == "models:/served-rec/1", recognizer
+    assert "checkpoint" not in recognizer and str(tmp_path) not in json.dumps(recognizer)
+    answer = post(f"{service['url']}/recognize", line_images(1)[0])
+    assert answer.status_code == 200 and answer.json()["models"]["recognizer"]["run"] == "rec-d"
+
+
 TOKEN = "s3cret-token-for-tests-0123456789"
 
 
