@@ -620,3 +620,20 @@ def test_s3_lmdb_is_cached_privately_and_a_planted_cache_is_refused(s3_bucket, o
         cache_root.symlink_to("/")
     with pytest.raises(PermissionError, match="LMDB cache .*ocr-lmdb-cache"):
         LmdbReader(uri, s3=s3).entries()
+
+
+def test_pyarrow_floor_is_past_cve_2023_47248():
+    """PyExtensionType deserialisation (CVE-2023-47248) is fixed in pyarrow 14.0.1: the package
+    requires at least that, and what is installed is at least that."""
+    import re
+    from importlib.metadata import version
+    from pathlib import Path
+
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+
+    pyproject = (Path(__file__).parents[1] / "pyproject.toml").read_text()
+    (line,) = re.findall(r'^\s*"(pyarrow[^"]*)"', pyproject, re.M)
+    req = Requirement(line)
+    assert not req.specifier.contains("14.0.0") and req.specifier.contains("14.0.1"), req
+    assert Version(version("pyarrow")) >= Version("14.0.1")

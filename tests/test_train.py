@@ -35,11 +35,12 @@ def _cfg(data, runs, **kw) -> TrainConfig:
 
 @pytest.fixture(scope="module")
 def trained(digits, tmp_path_factory):
-    """2 workers; the second dies once at step 12; the run goes on from the step-8 checkpoint."""
+    """2 workers, 24 steps, validated every 8 (a worker killed from outside and the driver
+    killed and rerun: test_a_worker_killed_from_outside_and_then_the_driver_resume_...)."""
     from ocr.train.run import train
 
     runs = tmp_path_factory.mktemp("runs")
-    cfg = _cfg(digits, runs, name="two-workers", fault_at_step=12, max_failures=2)
+    cfg = _cfg(digits, runs, name="two-workers", max_failures=2)
     return cfg, train(cfg)
 
 
@@ -48,10 +49,10 @@ def _rows(run_dir):
         return list(csv.DictReader(f))
 
 
-def test_two_workers_resume_after_a_worker_dies(trained, digits):
+def test_two_workers_train_count_and_checkpoint_every_step_once(trained, digits):
     cfg, summary = trained
     final = summary["final"]
-    assert final["step"] == 24 and final["restarts"] == 1  # continued once, counters went on
+    assert final["step"] == 24 and final["restarts"] == 0
     rows = _rows(summary["run_dir"])
     train_steps = [int(r["step"]) for r in rows if r["loss"]]
     assert train_steps == sorted(set(train_steps)) and train_steps[-1] == 24  # no step twice
@@ -82,7 +83,7 @@ def _mlflow_runs(store: str):
 
 
 def test_the_run_is_one_mlflow_run_with_params_metrics_and_artifacts(trained):
-    """The 2-worker run above (a worker died and it resumed) is one MLflow run in the default
+    """The 2-worker run above is one MLflow run in the default
     local store, STORAGE/mlflow.db, logged by rank 0 only."""
     cfg, summary = trained
     store = f"sqlite:///{cfg.storage}/mlflow.db"
@@ -158,7 +159,7 @@ def test_same_name_continues_the_run(trained):
     cfg, first = trained
     again = train(_cfg(cfg.data, cfg.storage, name=cfg.name, max_steps=28, max_failures=2))
     assert again["resumed"] and again["final"]["step"] == 28
-    assert again["final"]["restarts"] == 2
+    assert again["final"]["restarts"] == 1
     steps = [int(r["step"]) for r in _rows(first["run_dir"]) if r["loss"]]
     assert steps[-1] == 28 and steps == sorted(set(steps))
 
@@ -337,7 +338,7 @@ def test_a_time_limited_run_decays_its_learning_rate_over_its_minutes(digits, tm
     """No step count given: the run stops at max_minutes with the schedule at its end."""
     from ocr.train.run import train
 
-    cfg = _cfg(digits, tmp_path, name="timed", num_workers=1, max_steps=0, epochs=1000, max_minutes=0.4,
+    cfg = _cfg(digits, tmp_path, name="timed", num_workers=1, max_steps=0, epochs=1000, max_minutes=0.25,
                log_every=1, val_every=10_000, ema=0)
     summary = train(cfg)
     state = torch.load(f"{summary['latest_checkpoint']}/train_state.pt", weights_only=True)
