@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ocr import storage
+from ocr import storage, tracking
 from ocr.config import ConfigError
 from ocr.data.config import IngestConfig, SynthConfig
 from ocr.data.ingest import ingest, summary_table
@@ -101,8 +101,8 @@ def budget(name: str, minutes: float) -> dict:
 
 
 def tracking_store(out: str) -> str:
-    """The demo's one MLflow store, for its runs and its sweep."""
-    return "sqlite:///" + os.path.join(out, "mlflow.db")
+    """The demo's one MLflow store, for its runs and its sweep: OUT/mlflow.db."""
+    return tracking.sqlite_uri(out)
 
 
 def train_models(out: str, data: dict, minutes: float, step: Steps) -> dict:

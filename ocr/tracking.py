@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import shutil
+import tempfile
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -33,11 +34,10 @@ from ocr import storage
 from ocr.paths import REGISTERED
 
 DEFAULT_DB = "mlflow.db"
+SQLITE = "sqlite:///"
 ARTIFACTS = "mlartifacts"
 RUN_FILE = "mlflow.json"        # in a run (or sweep) folder: which MLflow run it is
 REGISTRY_FILE = "registry.json"  # in a downloaded registered model: its name and version
-MODELS = REGISTERED
-logger = logging.getLogger("ocr.tracking")
 
 
 class TrackingWarning(UserWarning):
@@ -58,15 +58,29 @@ def tracking_uri(given: str, storage_root: str) -> str | None:
         return absolute_uri(uri)
     if storage.is_s3(storage_root):
         return None
-    return "sqlite:///" + os.path.join(os.path.abspath(storage_root), DEFAULT_DB)
+    return sqlite_uri(storage_root)
+
+
+def sqlite_uri(folder: str) -> str:
+    """The URI of the SQLite store ``folder/mlflow.db`` (absolute)."""
+    return SQLITE + os.path.join(os.path.abspath(folder), DEFAULT_DB)
+
+
+def _sqlite_path(uri: str) -> str | None:
+    """The file of a ``sqlite:///`` URI, else None."""
+    return uri[len(SQLITE):] if uri.startswith(SQLITE) else None
+
+
+def _cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")) / "ocr"
 
 
 def absolute_uri(uri: str) -> str:
     """``uri`` with a relative local path made absolute (``sqlite:///runs/mlflow.db``,
     ``file:mlruns``, ``./mlruns``); servers' URIs unchanged."""
-    if uri.startswith("sqlite:///"):
-        path = uri[len("sqlite:///"):]
-        return uri if path.startswith("/") or path == ":memory:" else "sqlite:///" + os.path.abspath(path)
+    path = _sqlite_path(uri)
+    if path is not None:
+        return uri if path.startswith("/") or path == ":memory:" else SQLITE + os.path.abspath(path)
     if uri.startswith("file://"):
         return uri
     if uri.startswith("file:"):
@@ -84,8 +98,9 @@ def ui_command(uri: str) -> str:
 
 
 def mlflow_client(uri: str):
-    if uri.startswith("sqlite:///"):
-        _new_store(uri)
+    path = _sqlite_path(uri)
+    if path is not None:
+        _new_store(path)
     return _client_only(uri)
 
 
@@ -101,23 +116,22 @@ def _client_only(uri: str):
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
-def _new_store(uri: str) -> None:
-    """Create a missing SQLite store from a migrated empty one (made once per MLflow version
-    in the cache): MLflow's migrations take seconds for every new file. Its Default
+def _new_store(path: str) -> None:
+    """Create a missing SQLite store ``path`` from a migrated empty one (made once per MLflow
+    version in the cache): MLflow's migrations take seconds for every new file. Its Default
     experiment's artifacts go beside the file too, not into whatever folder made it."""
-    path = uri[len("sqlite:///"):]
     if os.path.exists(path) or path == ":memory:":
         return
     import sqlite3
 
     import mlflow
 
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")) / "ocr"
+    cache = _cache_dir()
     template = cache / f"mlflow-{mlflow.__version__}-empty.db"
     if not template.is_file():
         cache.mkdir(parents=True, exist_ok=True)
         tmp = cache / f".{template.name}.{os.getpid()}"
-        _client_only(f"sqlite:///{tmp}").search_experiments()   # runs the migrations
+        _client_only(f"{SQLITE}{tmp}").search_experiments()   # runs the migrations
         os.replace(tmp, template)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = f"{path}.{os.getpid()}.tmp"
@@ -141,9 +155,9 @@ def _experiment_id(client, uri: str, name: str) -> str:
     found = client.get_experiment_by_name(name)
     if found is not None:
         return found.experiment_id
-    location = None
-    if uri.startswith("sqlite:///"):   # next to the database, never the worker's folder
-        location = "file://" + os.path.join(os.path.dirname(uri[len("sqlite:///"):]), ARTIFACTS)
+    path, location = _sqlite_path(uri), None
+    if path is not None:   # next to the database, never the worker's folder
+        location = "file://" + os.path.join(os.path.dirname(path), ARTIFACTS)
     try:
         return client.create_experiment(name, artifact_location=location)
     except Exception:  # noqa: BLE001 - another trial created it first
@@ -244,8 +258,6 @@ def log_artifacts(ref: RunRef | None, files: dict[str, str]) -> None:
     """Log local or ``s3://`` files: ``{artifact path: file}``; missing files are skipped."""
     def log(client):
         s3 = storage.S3Settings.from_env()
-        import tempfile
-
         with tempfile.TemporaryDirectory() as tmp:
             for name, src in files.items():
                 if not src or not storage.exists(src, s3):
@@ -278,11 +290,11 @@ def register(ref: RunRef | None, checkpoint_dir: str, name: str) -> str | None:
             pass  # it exists: a new version of it
         source = f"{client.get_run(ref.run_id).info.artifact_uri}/model"
         version = client.create_model_version(name, source, run_id=ref.run_id)
-        return f"{MODELS}{name}/{version.version}"
+        return f"{REGISTERED}{name}/{version.version}"
     return _call(ref, f"registering {name}", create)
 
 
-def download_registered(uri: str, cache: str | None = None) -> str:
+def download_registered(uri: str) -> str:
     """A local folder holding the registered model ``models:/NAME/VERSION`` (or ``@ALIAS``,
     or ``/latest``), with ``registry.json`` naming it. The tracking store is
     MLFLOW_TRACKING_URI's (a registry is a team's server, or ``sqlite:///…/mlflow.db``)."""
@@ -293,11 +305,9 @@ def download_registered(uri: str, cache: str | None = None) -> str:
     client = mlflow_client(absolute_uri(target))
     name, version = _parse_models_uri(client, uri)
     src = client.get_model_version_download_uri(name, version)
-    base = cache or os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"),
-                                 "ocr", "registry")
     # keyed by where the version's files are: another store's version 1 is another model
     key = hashlib.sha256(src.encode()).hexdigest()[:12]
-    root = Path(base) / name / f"{version}-{key}"
+    root = _cache_dir() / "registry" / name / f"{version}-{key}"
     if not (root / REGISTRY_FILE).is_file():
         import mlflow.artifacts
 
@@ -305,7 +315,7 @@ def download_registered(uri: str, cache: str | None = None) -> str:
         local = Path(mlflow.artifacts.download_artifacts(artifact_uri=src, dst_path=str(tmp),
                                                          tracking_uri=absolute_uri(target)))
         (local / REGISTRY_FILE).write_text(json.dumps({"name": name, "version": version,
-                                                       "uri": f"{MODELS}{name}/{version}"}) + "\n")
+                                                       "uri": f"{REGISTERED}{name}/{version}"}) + "\n")
         try:
             os.replace(local, root)
         except OSError:   # another process got it first
@@ -315,7 +325,7 @@ def download_registered(uri: str, cache: str | None = None) -> str:
 
 
 def _parse_models_uri(client, uri: str) -> tuple[str, str]:
-    rest = uri[len(MODELS):].strip("/")
+    rest = uri[len(REGISTERED):].strip("/")
     if "@" in rest:
         name, alias = rest.split("@", 1)
         return name, str(client.get_model_version_by_alias(name, alias).version)

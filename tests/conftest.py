@@ -97,6 +97,14 @@ def s3_bucket(s3_server):
     return name
 
 
+def mlflow_runs(folder) -> tuple:
+    """(client, every run) of the SQLite MLflow store FOLDER/mlflow.db."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{folder}/mlflow.db")
+    return client, client.search_runs([e.experiment_id for e in client.search_experiments()])
+
+
 def text_image(text: str, size=(100, 32), fmt="PNG") -> bytes:
     """A small grey line image with ``text`` drawn in PIL's default font."""
     img = Image.new("L", size, 255)

@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import mlflow_runs
 from rapidfuzz.distance import Levenshtein
 
 from ocr import checkpoint, recipe
@@ -101,10 +102,7 @@ def test_tiny_recipe_makes_a_model_that_loads_and_reads(ray_local, tmp_path, mon
 def _check_tracked(runs, said: str):
     """The recipe's run in MLflow beside its runs (from a relative --out), with the evaluation
     report as artifacts and the best checkpoint registered."""
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri=f"sqlite:///{runs}/mlflow.db")
-    (run,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    client, (run,) = mlflow_runs(runs)
     assert run.info.status == "FINISHED" and run.data.tags["task"] == "recognition"
     assert [a.path for a in client.list_artifacts(run.info.run_id, "eval")] == \
         ["eval/report.html", "eval/summary.json"]

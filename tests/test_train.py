@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import write_gt_set
+from conftest import mlflow_runs, write_gt_set
 
 from ocr import checkpoint
 from ocr.charset import Charset
@@ -74,20 +74,11 @@ def test_two_workers_train_count_and_checkpoint_every_step_once(trained, digits)
     assert (summary_dir / "config.yaml").exists() and (summary_dir / "summary.json").exists()
 
 
-def _mlflow_runs(store: str):
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri=store)
-    experiments = [e.experiment_id for e in client.search_experiments()]
-    return client, client.search_runs(experiments)
-
-
 def test_the_run_is_one_mlflow_run_with_params_metrics_and_artifacts(trained):
     """The 2-worker run above is one MLflow run in the default
     local store, STORAGE/mlflow.db, logged by rank 0 only."""
     cfg, summary = trained
-    store = f"sqlite:///{cfg.storage}/mlflow.db"
-    client, runs = _mlflow_runs(store)
+    client, runs = mlflow_runs(cfg.storage)
     assert len(runs) == 1, [r.info.run_name for r in runs]
     run = runs[0]
     assert summary["mlflow"]["run_id"] == run.info.run_id and run.info.status == "FINISHED"
@@ -553,5 +544,5 @@ def test_a_worker_killed_from_outside_and_then_the_driver_resume_from_the_last_c
     assert state["state"]["step"] == 24
     seen = state["state"]["epoch_seen"]
     assert len(seen) == len(set(seen))   # no sample trained twice within the epoch
-    _, tracked = _mlflow_runs(f"sqlite:///{runs}/mlflow.db")   # the driver's rerun continued its run
+    _, tracked = mlflow_runs(runs)   # the driver's rerun continued its run
     assert len(tracked) == 1 and tracked[0].info.status == "FINISHED", tracked

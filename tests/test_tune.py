@@ -6,6 +6,7 @@ import csv
 import dataclasses
 
 import pytest
+from conftest import mlflow_runs
 
 from ocr.config import ConfigError
 from ocr.train.config import TrainConfig
@@ -90,10 +91,7 @@ def test_two_trial_sweep_with_a_diverging_trial(digit_shards, tmp_path):
 
 
 def _sweep_runs(store):
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri=f"sqlite:///{store}/mlflow.db")
-    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    client, runs = mlflow_runs(store)
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
     return client, parents, children

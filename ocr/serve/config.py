@@ -97,27 +97,16 @@ class ServeConfig:
             if not path or (name == "deskewer" and path == NO_DESKEW) or (name == "detector" and
                                                                         path in (CLASSICAL, NO_DETECTOR)):
                 continue
-            if path.startswith(REGISTERED):   # the replicas get the downloaded version
-                path = self._downloaded(name, path)
-                setattr(self, name, path)
             try:
+                if path.startswith(REGISTERED):   # downloaded here: the replicas read the copy
+                    path = checkpoint.resolve(path)
+                    setattr(self, name, path)
                 checkpoint.load(path, task)   # model.json checked, and the weights fit it (head, charset)
             except ConfigError as e:
                 raise ConfigError(f"{name}: {e}") from None
             except Exception as e:  # noqa: BLE001 - weights that do not load: refused, said why
                 raise ConfigError(f"{name}: {path} does not load ({type(e).__name__}: {e}); the "
                                   f"running deployment, if any, is left as it is") from None
-
-    @staticmethod
-    def _downloaded(name: str, path: str) -> str:
-        """A registered model (``models:/NAME/VERSION``) downloaded here, from MLFLOW_TRACKING_URI:
-        the replicas read the local copy, and its version shows in /healthz."""
-        from ocr import checkpoint
-
-        try:
-            return checkpoint.resolve(path)
-        except ConfigError as e:
-            raise ConfigError(f"{name}: {e}") from None
 
     def token(self) -> str:
         """The token, from the builder's environment; refused when too short to be a secret."""

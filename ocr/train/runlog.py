@@ -128,27 +128,23 @@ class MetricLogger:
                     return
 
     def _drain(self) -> None:
+        client, done = None, False
+        while not done:
+            batch = [self.queue.get()]
+            while len(batch) < 500 and not self.queue.empty():
+                batch.append(self.queue.get())
+            done = batch[-1] is None   # close() puts None last, after every metric
+            batch = [m for m in batch if m is not None]
+            if batch:
+                client = self._send(client, batch)
+
+    def _send(self, client, batch: list[tuple]):
         from mlflow.entities import Metric
 
-        client = None
-        while True:
-            item = self.queue.get()
-            if item is None:
-                return
-            batch = [item]
-            while len(batch) < 500 and not self.queue.empty():
-                nxt = self.queue.get()
-                if nxt is None:
-                    self._send(client, batch, Metric)
-                    return
-                batch.append(nxt)
-            client = self._send(client, batch, Metric)
-
-    def _send(self, client, batch, metric_cls):
         for attempt in range(3):
             try:
                 client = client or tracking.mlflow_client(self.ref.uri)
-                client.log_batch(self.ref.run_id, metrics=[metric_cls(*m) for m in batch])
+                client.log_batch(self.ref.run_id, metrics=[Metric(*m) for m in batch])
                 return client
             except Exception as e:  # noqa: BLE001
                 if attempt == 2 and not self.warned:
